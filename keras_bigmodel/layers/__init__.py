@@ -1,0 +1,15 @@
+"""Registered, serializable Keras 3 layers; every class here is registered with Keras
+under the package name ``keras_bigmodel`` as soon as this module is imported."""
+
+from keras_bigmodel.layers.attention import AttentionLayer, masked_softmax
+from keras_bigmodel.layers.fusion import Fusion, FusionConcat
+from keras_bigmodel.layers.task_heads import MultiTaskHead, TaskHead
+
+__all__ = [
+    "AttentionLayer",
+    "Fusion",
+    "FusionConcat",
+    "MultiTaskHead",
+    "TaskHead",
+    "masked_softmax",
+]
