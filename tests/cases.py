@@ -88,3 +88,58 @@ LAYER_CASES = [
     layer_case("fusion_attention", lambda **kw: Fusion("attention", units=5, **kw),
                [(6,), (3,), (4,)]),
 ]
+
+
+def _sample(tensor, size, rng):
+    shape = tuple(4 if i == 0 else (size if d is None else d) for i, d in enumerate(tensor.shape))
+    if "int" in str(tensor.dtype):
+        return rng.integers(1, 20, size=shape).astype("int32")
+    return rng.uniform(size=shape).astype("float32")  # image-like data in [0, 1]
+
+
+def preset_case(case_id, name, **overrides):
+    """A zoo preset as a harness case: inputs sampled from the model's own Input shapes."""
+    import zoo
+
+    def build(dtype=None):
+        extra = {} if dtype is None else {"dtype": dtype}
+        return zoo.build(name, compile=False, **overrides, **extra)
+
+    model = build()
+    rng = np.random.default_rng(len(case_id))
+    inputs = keras.tree.map_structure(lambda t: _sample(t, 6, rng), model.input)
+    has_none = any(d is None for t in keras.tree.flatten(model.input) for d in t.shape[1:])
+    alt = keras.tree.map_structure(lambda t: _sample(t, 11, rng), model.input) if has_none else None
+    loss = zoo.describe(name)["compile"]["loss"]
+
+    def one_hot(t):
+        classes = rng.integers(0, t.shape[-1], size=4)
+        return keras.utils.to_categorical(classes, t.shape[-1]).astype("float32")
+
+    targets = keras.tree.map_structure(one_hot, model.output)
+    if isinstance(model.output, dict):
+        loss = {k: loss for k in model.output}
+    # Presets with LSTMs cannot use a pure bfloat16 policy on TensorFlow: the LSTM's
+    # orthogonal initializer needs a QR decomposition TF has no bfloat16 kernel for.
+    return Case(case_id, build, inputs, alt_inputs=alt, targets=targets, loss=loss,
+                learning_rate=1e-3, bfloat16_policy="mixed_bfloat16")
+
+
+PRESET_CASES = [
+    preset_case("preset_cnn", "cnn"),
+    preset_case("preset_cnn_augmented_digits", "cnn", input_shape=(8, 8, 1),
+                augmentation={"rotation": 0.05, "flip": None, "seed": 1}),
+    preset_case("preset_rnn", "rnn"),
+    preset_case("preset_attention_rnn", "attention_rnn"),
+    preset_case("preset_attention_rnn_masked_any_length", "attention_rnn",
+                input_shape=(None, 8), mask_value=0.0, score="scaled_dot"),
+    preset_case("preset_attention_rnn_tokens", "attention_rnn", input_shape=(None,),
+                vocab_size=50, cell="gru", bidirectional=True),
+    preset_case("preset_multitask", "multitask"),
+    preset_case("preset_fusion", "fusion"),
+    preset_case("preset_fusion_attention", "fusion", mode="attention", branch_units=3),
+    preset_case("preset_crossmodal", "crossmodal"),
+    preset_case("preset_crossmodal_multitask", "crossmodal", image_shape=(16, 16, 1),
+                fusion_mode="attention", tasks={"label": {"units": 4, "activation": "softmax"},
+                                               "domain": {"units": 2, "activation": "softmax"}}),
+]

@@ -35,6 +35,9 @@ class Case:
         quantizable: Whether `quantize("int8")` must turn some weights into int8.
         targets: Optional training targets; default: random, shaped like outputs.
         loss: Loss used for the training check.
+        learning_rate: Adam's learning rate in the training check.
+        bfloat16_policy: The policy of the bfloat16 check ("bfloat16" or
+            "mixed_bfloat16").
     """
 
     id: str
@@ -45,6 +48,8 @@ class Case:
     quantizable: bool = True
     targets: Any = None
     loss: Any = "mse"
+    learning_rate: float = 0.01
+    bfloat16_policy: str = "bfloat16"
 
     def __repr__(self):
         return self.id
@@ -95,16 +100,12 @@ def _targets(case: Case, outputs, seed=0):
 def check_config_roundtrip(case: Case, tmp_path) -> None:
     """get_config -> from_config -> get_config is the same JSON."""
     model = case.build()
-    if case.layer_name is None:
-        config = model.get_config()
-        clone = model.__class__.from_config(config)
-        assert canonical_json(clone.get_config()) == canonical_json(config)
-        return
-    layer = _layer(case, model)
-    config = layer.get_config()
-    json.dumps(keras.saving.serialize_keras_object(config))  # must be JSON-serializable
-    clone = layer.__class__.from_config(config)
-    assert canonical_json(clone.get_config()) == canonical_json(config)
+    obj = model if case.layer_name is None else _layer(case, model)
+    config = obj.get_config()
+    expected = canonical_json(config)  # before from_config, which may consume the dict
+    clone = obj.__class__.from_config(json.loads(json.dumps(
+        keras.saving.serialize_keras_object(config))) if case.layer_name else config)
+    assert canonical_json(clone.get_config()) == expected
 
 
 def check_serialize_roundtrip(case: Case, tmp_path) -> None:
@@ -174,7 +175,7 @@ def check_training_lowers_loss(case: Case, tmp_path) -> None:
     model = _with_trainable_stem(case) if case.layer_name else case.build()
     outputs = forward(model, case.inputs)
     targets = _targets(case, outputs)
-    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=case.loss)
+    model.compile(optimizer=keras.optimizers.Adam(case.learning_rate), loss=case.loss)
     before = float(model.evaluate(case.inputs, targets, verbose=0, return_dict=True)["loss"])
     model.fit(case.inputs, targets, epochs=8, batch_size=len(keras.tree.flatten(case.inputs)[0]),
               verbose=0, shuffle=False)
@@ -192,7 +193,7 @@ def check_mixed_float16(case: Case, tmp_path) -> None:
 
 
 def check_bfloat16(case: Case, tmp_path) -> None:
-    _check_policy(case, tmp_path, "bfloat16", "bfloat16", tol=1e-1)
+    _check_policy(case, tmp_path, case.bfloat16_policy, "bfloat16", tol=1e-1)
 
 
 def _check_policy(case: Case, tmp_path, policy: str, compute: str, tol: float) -> None:
@@ -272,6 +273,39 @@ def check_none_dimensions(case: Case, tmp_path) -> None:
                 assert want is None or got == want, (out.shape, sym.shape)
             assert np.all(np.isfinite(out))
 
+
+def check_preset_directory(case: Case, tmp_path) -> None:
+    """zoo.save_preset -> zoo.load_preset gives the same predictions and records the preset."""
+    import zoo
+
+    keras.utils.set_random_seed(8)
+    model = case.build()
+    expected = forward(model, case.inputs)
+    directory = os.path.join(tmp_path, "preset")
+    zoo.save_preset(model, directory)
+    metadata = zoo.read_preset_metadata(directory)
+    assert metadata["parameters"] == model.count_params()
+    assert metadata["created_with"]["keras_bigmodel"] == kbm.__version__
+    restored = zoo.load_preset(directory)
+    assert_outputs_close(forward(restored, case.inputs), expected, atol=1e-6)
+
+
+def check_export_savedmodel(case: Case, tmp_path) -> None:
+    """model.export writes a SavedModel whose serving function predicts the same."""
+    import tensorflow as tf
+
+    model = case.build()
+    expected = forward(model, case.inputs)
+    directory = os.path.join(tmp_path, "saved_model")
+    model.export(directory, format="tf_saved_model", verbose=False)
+    served = tf.saved_model.load(directory)
+    first = to_numpy(served.serve(case.inputs))
+    assert_outputs_close(first, expected, atol=1e-5)
+    assert_outputs_close(to_numpy(served.serve(case.inputs)), first, atol=0, msg="deterministic")
+
+
+PRESET_CHECKS = {"preset_directory": check_preset_directory}
+TENSORFLOW_CHECKS = {"export_savedmodel": check_export_savedmodel}
 
 CHECKS = {
     "config": check_config_roundtrip,

@@ -182,3 +182,24 @@ def dtype_config(layer: keras.layers.Layer, config: dict) -> dict:
     if policies:
         config["dtype"] = DTypePolicyMap(default_policy=layer.dtype_policy, policy_map=policies)
     return config
+
+
+def check_shape(name: str, value: Any, min_rank: int = 1, max_rank: int | None = None,
+                allow_none: bool = False) -> tuple:
+    """Returns `value` as a shape tuple (no batch axis) of positive ints (or None)."""
+    ok = isinstance(value, (list, tuple)) and min_rank <= len(value) <= (max_rank or len(value))
+    if ok:
+        for d in value:
+            if d is None and allow_none:
+                continue
+            if isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1:
+                ok = False
+    if not ok:
+        rank = f"{min_rank}" if max_rank == min_rank else (
+            f"{min_rank} to {max_rank}" if max_rank else f"{min_rank} or more")
+        dims = "positive integers or None" if allow_none else "positive integers"
+        raise ValueError(
+            f"`{name}` must be a shape (without the batch axis) of rank {rank}, made of "
+            f"{dims}. Received: {name}={value!r}"
+        )
+    return tuple(None if d is None else int(d) for d in value)

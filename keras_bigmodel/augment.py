@@ -1,0 +1,119 @@
+"""Image augmentation from Keras preprocessing layers (the documents' rotate/resize step).
+
+The block is a `keras.Sequential` of Keras's own random preprocessing layers, so it
+runs on every backend and saves and reloads inside a model. It is active only in
+training: Keras's random layers default to `training=True`, so on their own they
+also transform images in a plain `model(x)` call and in an exported SavedModel;
+`ImageAugmentation` defaults to `training=False` and passes the flag down.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Sequence
+
+import keras
+
+from keras_bigmodel.layers import _utils as u
+
+FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
+
+
+def _factor(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+        raise ValueError(f"`{name}` must be a number in [0, 1). Received: {name}={value!r}")
+    return float(value)
+
+
+@keras.saving.register_keras_serializable(package="keras_bigmodel")
+class ImageAugmentation(keras.Sequential):
+    """A `keras.Sequential` of augmentation layers that is off unless training.
+
+    Build it with `image_augmentation(...)`. `fit` turns it on; `predict`,
+    `evaluate`, a plain `model(x)` call and exported serving functions see the
+    images unchanged (apart from a `resize`, which always runs).
+    """
+
+    def call(self, inputs, training=False, mask=None, **kwargs):
+        return super().call(inputs, training=bool(training), mask=mask, **kwargs)
+
+
+def image_augmentation(
+    rotation: float = 0.1,
+    flip: str | None = "horizontal",
+    zoom: float = 0.1,
+    translation: float = 0.0,
+    contrast: float = 0.0,
+    resize: Sequence[int] | None = None,
+    seed: int | None = None,
+    name: str = "image_augmentation",
+) -> ImageAugmentation:
+    """An augmentation block for images of shape `(batch, height, width, channels)`.
+
+    The documents augment by rotating and resizing images with OpenCV; this is
+    the same idea with Keras preprocessing layers, which run inside the model on
+    any backend and are saved with it.
+
+    Args:
+        rotation: Maximum rotation as a fraction of a full turn (`0.25` is up to
+            90 degrees either way); `0` disables it.
+        flip: `"horizontal"`, `"vertical"`, `"horizontal_and_vertical"` or
+            `None`. Use `None` for images whose mirror image means something
+            else (digits, text).
+        zoom: Maximum zoom in or out, as a fraction of the size; `0` disables it.
+        translation: Maximum shift, as a fraction of height and width.
+        contrast: Maximum contrast change, as a fraction; `0` disables it.
+        resize: Optional `(height, width)`: resize every image first (the
+            documents' `cv2.resize`). Unlike the random layers this runs at
+            inference too, because the rest of the model depends on the size.
+        seed: Optional integer seed, for reproducible augmentation.
+        name: The block's name.
+
+    Returns:
+        An `ImageAugmentation` (a `keras.Sequential`) to call on image tensors or
+        to put in a model.
+
+    Example:
+
+    ```python
+    import keras
+    from keras_bigmodel.augment import image_augmentation
+
+    inputs = keras.Input(shape=(64, 64, 3))
+    x = image_augmentation(rotation=0.05, flip="horizontal", zoom=0.1)(inputs)
+    x = keras.layers.Conv2D(32, 3, activation="relu")(x)
+    ```
+    """
+    rotation = _factor("rotation", rotation)
+    zoom = _factor("zoom", zoom)
+    translation = _factor("translation", translation)
+    contrast = _factor("contrast", contrast)
+    if flip is not None:
+        u.check_choice("flip", flip, FLIP_MODES)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ValueError(f"`seed` must be an integer or None. Received: seed={seed!r}")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"`name` must be a non-empty string. Received: name={name!r}")
+
+    layers = []
+    if resize is not None:
+        height, width = u.check_shape("resize", resize, 2, 2)
+        layers.append(keras.layers.Resizing(height, width, name="resize"))
+    if flip:
+        layers.append(keras.layers.RandomFlip(flip, seed=seed, name="flip"))
+    if rotation:
+        layers.append(keras.layers.RandomRotation(rotation, seed=seed, name="rotation"))
+    if zoom:
+        layers.append(keras.layers.RandomZoom(zoom, seed=seed, name="zoom"))
+    if translation:
+        layers.append(
+            keras.layers.RandomTranslation(translation, translation, seed=seed, name="translation")
+        )
+    if contrast:
+        layers.append(keras.layers.RandomContrast(contrast, seed=seed, name="contrast"))
+    if not layers:
+        raise ValueError(
+            "image_augmentation() got nothing to do: every transform is disabled "
+            "(rotation=0, flip=None, zoom=0, translation=0, contrast=0, resize=None)"
+        )
+    return ImageAugmentation(layers, name=name)
