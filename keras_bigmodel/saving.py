@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import warnings
 from typing import Any, Iterator, Mapping
 
 import keras
@@ -160,9 +161,16 @@ def _load_checked(f, path, custom_objects, compile):
             )
         # Loading from the very file object we inspected closes the window in which
         # the file could be swapped between the check and the load.
-        return saving_lib.load_model(
-            f, custom_objects=custom_objects, compile=compile, safe_mode=True
-        )
+        with warnings.catch_warnings():
+            # A compiled model saved before training has an unbuilt optimizer (its 2
+            # variables: iterations, learning rate); Keras warns that the rebuilt one
+            # has more, though there was no state to restore.
+            warnings.filterwarnings(
+                "ignore", message=r"Skipping variable loading for optimizer .* the saved "
+                r"optimizer has 2 variables")
+            return saving_lib.load_model(
+                f, custom_objects=custom_objects, compile=compile, safe_mode=True
+            )
     except (UnsafeModelError, MemoryError):
         raise
     except Exception as e:

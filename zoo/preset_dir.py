@@ -142,7 +142,7 @@ def read_preset_metadata(directory: str) -> dict:
     return metadata
 
 
-def load_preset(directory_or_name: str | os.PathLike, compile: bool = True, **overrides: Any):
+def load_preset(directory_or_name: str | os.PathLike, /, compile: bool = True, **overrides: Any):
     """Loads a preset directory (trained weights) or builds a registered preset (fresh).
 
     Args:

@@ -69,6 +69,7 @@ def _signature_config(builder: Callable) -> dict:
 def register_preset(
     name: str,
     builder: Callable[..., keras.Model],
+    /,
     description: str = "",
     compile_defaults: dict | None = None,
     overwrite: bool = False,
@@ -85,7 +86,8 @@ def register_preset(
             defaults to the documents' `adam` / `categorical_crossentropy` /
             `accuracy`.
         overwrite: Allow replacing an existing preset of that name.
-        **config: Values overriding the builder's defaults for this preset.
+        **config: Values overriding the builder's defaults for this preset
+            (`name` and `builder` are positional, so a config may hold a `name`).
 
     Returns:
         The registered `Preset`.
@@ -135,7 +137,7 @@ def register_preset(
     return preset
 
 
-def preset(name: str, description: str = "", compile_defaults: dict | None = None, **config):
+def preset(name: str, /, description: str = "", compile_defaults: dict | None = None, **config):
     """Decorator form of `register_preset`, the way each zoo family registers."""
 
     def decorate(builder):
@@ -167,7 +169,7 @@ def describe(name: str) -> dict:
     return get_preset(name).describe()
 
 
-def build(name: str, **overrides) -> keras.Model:
+def build(name: str, /, **overrides) -> keras.Model:
     """Builds the preset `name` as a compiled functional `keras.Model`.
 
     Args:

@@ -159,6 +159,9 @@ class AttentionLayer(keras.layers.Layer):
             self.dropout, seed=seed, dtype=self.dtype_policy, name="weights_dropout"
         )
         self.supports_masking = True
+        # Set by keras_bigmodel.explain.attention_scores during one eager forward pass;
+        # plain attribute (not tracked by Keras), never serialized.
+        object.__setattr__(self, "score_sink", None)
 
     def build(self, input_shape):
         input_shape = tuple(input_shape)
@@ -193,6 +196,8 @@ class AttentionLayer(keras.layers.Layer):
             u.check_rank(self, tuple(mask.shape), 2, 2, arg="mask")
         scores = masked_softmax(self.attention_logits(inputs), mask)
         scores = ops.cast(scores, inputs.dtype)
+        if self.score_sink is not None:
+            self.score_sink.append(scores)
         weights = self.weights_dropout(scores, training=training) if self.dropout else scores
         # (batch, 1, time) @ (batch, time, features): a batched matmul, which never
         # materializes the (batch, time, features) product of the literal formula.

@@ -1,0 +1,188 @@
+"""kbm.compress: int8 quantization, TFLite export, size reports and distillation."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import keras_bigmodel as kbm
+import zoo
+from harness import assert_outputs_close, forward
+from keras_bigmodel.data import Digits, load_digits
+from keras_bigmodel.preconditions import UnsupportedBackendError
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits()
+
+
+def _accuracy(model, x, y):
+    return float(np.mean(np.argmax(model.predict(x, verbose=0), axis=-1) == y))
+
+
+def test_default_cnn_int8_file_is_under_030x_float32(tmp_path):
+    model = zoo.build("cnn")
+    quantized = kbm.compress.quantize(model)
+    f32 = os.path.getsize(kbm.save_model(model, tmp_path / "f32.keras"))
+    i8 = os.path.getsize(kbm.save_model(quantized, tmp_path / "i8.keras"))
+    assert i8 <= 0.30 * f32, (i8, f32, i8 / f32)
+    report = kbm.compress.size_report(tmp_path / "i8.keras")
+    assert report["stored_bytes"] == i8
+    assert report["dtypes"]["int8"] >= 3_686_400  # the 28,800 x 128 dense kernel
+
+
+def test_quantize_copies_by_default_and_keeps_outputs_close():
+    model = zoo.build("attention_rnn")
+    x = np.random.default_rng(0).uniform(size=(6, 8, 8)).astype("float32")
+    before = forward(model, x)
+    quantized = kbm.compress.quantize(model)
+    assert quantized is not model
+    assert all(l.quantization_mode is None for l in model._flatten_layers())
+    np.testing.assert_array_equal(forward(model, x), before)
+    assert {l.name for l in quantized._flatten_layers() if l.quantization_mode == "int8"} >= {
+        "W", "V", "predictions"}
+    assert_outputs_close(forward(quantized, x), before, atol=0.02)
+    assert quantized.compiled and quantized.loss == "categorical_crossentropy"
+    assert len(quantized.optimizer.variables) <= 2  # no optimizer state copied along
+
+
+def test_quantize_inplace_and_int4():
+    model = zoo.build("multitask")
+    same = kbm.compress.quantize(model, inplace=True)
+    assert same is model and model.get_layer("trunk_0").quantization_mode == "int8"
+    int4 = kbm.compress.quantize(zoo.build("multitask"), mode="int4")
+    assert int4.get_layer("trunk_0").quantization_mode == "int4"
+
+
+def test_quantize_errors():
+    with pytest.raises(ValueError, match=r"`mode` must be one of \['int8', 'int4'\]. Received: mode='int3'"):
+        kbm.compress.quantize(zoo.build("fusion"), mode="int3")
+    inputs = keras.Input((4, 4, 1))
+    conv_only = keras.Model(inputs, keras.layers.Conv2D(2, 3)(inputs))
+    with pytest.raises(ValueError, match="no layer Keras can quantize"):
+        kbm.compress.quantize(conv_only)
+    with pytest.raises(ValueError, match="already quantized"):
+        kbm.compress.quantize(kbm.compress.quantize(zoo.build("fusion")))
+    with pytest.raises(TypeError, match="`model` must be a keras.Model"):
+        kbm.compress.quantize("model")
+    with pytest.raises(ValueError, match="must be built"):
+        kbm.compress.quantize(keras.Sequential([keras.layers.Dense(2)]))
+
+
+def test_int8_cnn_on_real_digits_keeps_accuracy_within_one_point(digits):
+    keras.utils.set_random_seed(0)
+    model = zoo.build("cnn", input_shape=(8, 8, 1))
+    model.fit(digits.x_train, Digits.one_hot(digits.y_train), epochs=12, batch_size=32, verbose=0)
+    f32 = _accuracy(model, digits.x_test, digits.y_test)
+    i8 = _accuracy(kbm.compress.quantize(model), digits.x_test, digits.y_test)
+    assert f32 >= 0.95, f32
+    assert abs(f32 - i8) <= 0.01, (f32, i8)
+
+
+def test_size_report_counts_parameters_and_bytes(tmp_path):
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(3)(inputs))
+    report = kbm.compress.size_report(model)
+    assert report["parameters"] == 15 and report["float32_bytes"] == 60
+    assert report["weight_bytes"] == 60 and report["dtypes"] == {"float32": 60}
+    path = kbm.save_model(model, tmp_path / "m.keras")
+    assert kbm.compress.size_report(path)["stored_bytes"] == os.path.getsize(path)
+    quantized = kbm.compress.size_report(kbm.compress.quantize(model))
+    assert quantized["dtypes"]["int8"] == 12  # the 4 x 3 kernel, one byte each
+    with pytest.raises(FileNotFoundError):
+        kbm.compress.size_report(tmp_path / "missing.keras")
+    with pytest.raises(TypeError, match="`model_or_path` must be"):
+        kbm.compress.size_report(42)
+
+
+TFLITE_PRESETS = [
+    ("rnn", {}), ("attention_rnn", {}), ("multitask", {}), ("fusion", {}),
+    ("cnn", {"input_shape": (8, 8, 1)}), ("crossmodal", {"image_shape": (16, 16, 1)}),
+]
+
+
+def _named_inputs(model, rng):
+    return {t.name: rng.uniform(size=(1,) + tuple(t.shape[1:])).astype("float32")
+            for t in model.inputs}
+
+
+@pytest.mark.tensorflow_only
+@pytest.mark.parametrize("quantization, atol", [(None, 1e-5), ("float16", 2e-3), ("dynamic", 2e-2)])
+@pytest.mark.parametrize("name, overrides", TFLITE_PRESETS, ids=[p[0] for p in TFLITE_PRESETS])
+def test_tflite_interpreter_matches_keras(name, overrides, quantization, atol, tmp_path):
+    model = zoo.build(name, **overrides)
+    feed = _named_inputs(model, np.random.default_rng(0))
+    path = kbm.compress.export_tflite(model, tmp_path / "m.tflite", quantization=quantization)
+    assert os.listdir(tmp_path) == ["m.tflite"]
+    outputs = kbm.compress.run_tflite(path, feed if len(feed) > 1 else next(iter(feed.values())))
+    expected = model.predict(feed if len(feed) > 1 else next(iter(feed.values())), verbose=0)
+    expected = [expected[k] for k in sorted(expected)] if isinstance(expected, dict) else [expected]
+    for got, want in zip(outputs, expected):
+        np.testing.assert_allclose(got, want, atol=atol)
+
+
+@pytest.mark.tensorflow_only
+def test_tflite_sizes_shrink_with_quantization(tmp_path):
+    model = zoo.build("cnn", input_shape=(16, 16, 3))
+    sizes = {q: os.path.getsize(kbm.compress.export_tflite(model, tmp_path / f"{q}.tflite", q))
+             for q in (None, "float16", "dynamic")}
+    assert sizes["dynamic"] < 0.3 * sizes[None] and sizes["float16"] < 0.55 * sizes[None]
+
+
+@pytest.mark.tensorflow_only
+def test_export_tflite_errors(tmp_path):
+    model = zoo.build("rnn")
+    with pytest.raises(ValueError, match="`quantization` must be one of"):
+        kbm.compress.export_tflite(model, tmp_path / "m.tflite", quantization="int2")
+    with pytest.raises(ValueError, match=r"`path` must end in '.tflite'"):
+        kbm.compress.export_tflite(model, tmp_path / "m.bin")
+    with pytest.raises(ValueError, match="`batch_size` must be a positive integer"):
+        kbm.compress.export_tflite(model, tmp_path / "m.tflite", batch_size=0)
+    with pytest.raises(ValueError, match="TFLite needs static shapes"):
+        kbm.compress.export_tflite(zoo.build("rnn", input_shape=(None, 8)), tmp_path / "m.tflite")
+    with pytest.raises(ValueError, match="pass a dict keyed by"):
+        kbm.compress.run_tflite(kbm.compress.export_tflite(zoo.build("fusion"), tmp_path / "f.tflite"),
+                                [np.zeros((1, 10), "float32")] * 2)
+    assert sorted(os.listdir(tmp_path)) == ["f.tflite"]
+
+
+@pytest.mark.not_tensorflow
+def test_tflite_says_it_needs_tensorflow(tmp_path):
+    with pytest.raises(UnsupportedBackendError, match="needs the TensorFlow backend"):
+        kbm.compress.export_tflite(zoo.build("rnn"), tmp_path / "m.tflite")
+
+
+def test_probability_distillation_loss_equals_numpy_kl():
+    rng = np.random.default_rng(0)
+    teacher = rng.dirichlet(np.ones(5), size=4).astype("float32")
+    student = rng.dirichlet(np.ones(5), size=4).astype("float32")
+    t = 2.5
+    loss = float(keras.ops.convert_to_numpy(
+        kbm.compress.ProbabilityDistillation(t).compute_loss(teacher, student)))
+
+    def tempered(p):
+        z = np.log(p) / t
+        e = np.exp(z - z.max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+
+    pt, ps = tempered(teacher.astype("float64")), tempered(student.astype("float64"))
+    expected = t**2 * np.mean(np.sum(pt * np.log(pt / ps), axis=-1))
+    np.testing.assert_allclose(loss, expected, rtol=1e-4)
+    with pytest.raises(ValueError, match="`temperature` must be a positive number"):
+        kbm.compress.ProbabilityDistillation(0)
+
+
+def test_distill_a_small_cnn_from_a_large_one(digits):
+    keras.utils.set_random_seed(1)
+    y = Digits.one_hot(digits.y_train)
+    teacher = zoo.build("cnn", input_shape=(8, 8, 1))
+    teacher.fit(digits.x_train, y, epochs=10, batch_size=32, verbose=0)
+    student = zoo.build("cnn", input_shape=(8, 8, 1), filters=8, dense_units=32, name="student")
+    untrained = _accuracy(student, digits.x_test, digits.y_test)
+    trained = kbm.compress.distill(teacher, student, digits.x_train, y, epochs=15, verbose=0)
+    assert trained is student
+    accuracy = _accuracy(student, digits.x_test, digits.y_test)
+    assert accuracy >= 0.9 and accuracy > untrained + 0.5, (untrained, accuracy)
+    assert student.count_params() < teacher.count_params() / 10
