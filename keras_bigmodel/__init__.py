@@ -7,6 +7,7 @@ contain them load with plain `keras.saving.load_model` afterwards.
 
 import importlib
 
+from keras_bigmodel import _console  # noqa: F401  (must run before TensorFlow loads)
 from keras_bigmodel import layers
 from keras_bigmodel.saving import UnsafeModelError, ModelFileError, load_model, save_model
 from keras_bigmodel.version import __version__
@@ -14,7 +15,7 @@ from keras_bigmodel.version import __version__
 # Submodules whose work needs heavier imports (TensorFlow's converter, tf-keras-vis,
 # matplotlib) load on first use, so `import keras_bigmodel` costs little more than
 # `import keras`.
-_LAZY_SUBMODULES = ("augment", "compress", "data", "ensembles", "explain", "cli", "demo")
+_LAZY_SUBMODULES = ("augment", "compress", "data", "ensembles", "explain", "verification", "cli")
 
 
 def __getattr__(name):

@@ -4,6 +4,7 @@
 my_preset/
     model.keras     the model (written atomically, loaded through kbm.load_model)
     preset.json     name, config, versions, parameter count, the model file's SHA-256
+                    and the model's predictions on a fixed probe batch
 ```
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 import keras
 
 import keras_bigmodel as kbm
+from keras_bigmodel import verification
 from keras_bigmodel.saving import atomic_path
 from zoo.registry import build, get_preset, origin_of, remember_origin
 
@@ -103,6 +105,7 @@ def save_preset(
     os.makedirs(directory, exist_ok=True)
 
     kbm.save_model(model, model_path)
+    probe = verification.probe_inputs(model)
     metadata = {
         "format_version": FORMAT_VERSION,
         "name": name,
@@ -112,6 +115,12 @@ def save_preset(
         "created_with": _versions(),
         "model_file": MODEL_FILE,
         "model_sha256": _sha256(model_path),
+        # What the model predicts on a fixed probe batch, for `keras-bigmodel verify`.
+        "probe": {
+            "batch": verification.PROBE_BATCH,
+            "seed": verification.PROBE_SEED,
+            "outputs": verification.to_json(verification.predictions(model, probe)),
+        },
     }
     with atomic_path(preset_path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
