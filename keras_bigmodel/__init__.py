@@ -9,33 +9,33 @@ import importlib
 
 from keras_bigmodel import _console  # noqa: F401  (must run before TensorFlow loads)
 from keras_bigmodel import layers
-from keras_bigmodel.saving import UnsafeModelError, ModelFileError, load_model, save_model
+from keras_bigmodel.saving import ModelFileError, UnsafeModelError, load_model, save_model
 from keras_bigmodel.version import __version__
 
-# Submodules whose work needs heavier imports (TensorFlow's converter, tf-keras-vis,
-# matplotlib) load on first use, so `import keras_bigmodel` costs little more than
-# `import keras`.
-_LAZY_SUBMODULES = ("augment", "compress", "data", "ensembles", "explain", "verification", "cli")
+# These import only Keras and NumPy at module level (TensorFlow's converter,
+# tf-keras-vis, scikit-learn and matplotlib load inside the functions that use
+# them), and some define registered objects, so they load with the package.
+from keras_bigmodel import augment, compress, data, ensembles, explain, verification  # noqa: E402
+from keras_bigmodel.ensembles import ensemble  # noqa: E402
 
 
 def __getattr__(name):
-    if name in _LAZY_SUBMODULES:
-        return importlib.import_module(f"keras_bigmodel.{name}")
-    if name == "ensemble":
-        return importlib.import_module("keras_bigmodel.ensembles").ensemble
+    if name == "cli":  # the command line imports `zoo`; only on demand
+        return importlib.import_module("keras_bigmodel.cli")
     raise AttributeError(f"module 'keras_bigmodel' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY_SUBMODULES) + ["ensemble"])
 
 
 __all__ = [
     "ModelFileError",
     "UnsafeModelError",
     "__version__",
+    "augment",
+    "compress",
+    "data",
     "ensemble",
+    "explain",
     "layers",
     "load_model",
     "save_model",
+    "verification",
 ]

@@ -2,9 +2,7 @@
 
 The block is a `keras.Sequential` of Keras's own random preprocessing layers, so it
 runs on every backend and saves and reloads inside a model. It is active only in
-training: Keras's random layers default to `training=True`, so on their own they
-also transform images in a plain `model(x)` call and in an exported SavedModel;
-`ImageAugmentation` defaults to `training=False` and passes the flag down.
+training (see `keras_bigmodel.layers.ImageAugmentation`).
 """
 
 from __future__ import annotations
@@ -15,6 +13,7 @@ from typing import Sequence
 import keras
 
 from keras_bigmodel.layers import _utils as u
+from keras_bigmodel.layers.image_augmentation import ImageAugmentation
 
 FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
 
@@ -23,19 +22,6 @@ def _factor(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
         raise ValueError(f"`{name}` must be a number in [0, 1). Received: {name}={value!r}")
     return float(value)
-
-
-@keras.saving.register_keras_serializable(package="keras_bigmodel")
-class ImageAugmentation(keras.Sequential):
-    """A `keras.Sequential` of augmentation layers that is off unless training.
-
-    Build it with `image_augmentation(...)`. `fit` turns it on; `predict`,
-    `evaluate`, a plain `model(x)` call and exported serving functions see the
-    images unchanged (apart from a `resize`, which always runs).
-    """
-
-    def call(self, inputs, training=False, mask=None, **kwargs):
-        return super().call(inputs, training=bool(training), mask=mask, **kwargs)
 
 
 def image_augmentation(

@@ -6,6 +6,7 @@ import contextlib
 import os
 import tempfile
 import warnings
+import zipfile
 from typing import Any, Iterator, Mapping
 
 import keras
@@ -146,9 +147,25 @@ def load_model(
         f.seek(0)
         if is_hdf5(head):
             return _load_legacy_h5(path, custom_objects, compile, trusted)
-        inspect_archive(f, custom_objects=custom_objects, where=path)
+        report = inspect_archive(f, custom_objects=custom_objects, where=path)
         f.seek(0)
-        return _load_checked(f, path, custom_objects, compile)
+        if report.rewritten_config is None:
+            return _load_checked(f, path, custom_objects, compile)
+        with _with_config(f, report.rewritten_config) as patched:
+            return _load_checked(patched, path, custom_objects, compile)
+
+
+@contextlib.contextmanager
+def _with_config(f, config_json: bytes):
+    """A copy of the archive `f` whose config.json is `config_json` (in memory up to
+    64 MiB, then in an anonymous temporary file)."""
+    with tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024) as copy:
+        with zipfile.ZipFile(f) as source, zipfile.ZipFile(copy, "w") as target:
+            for info in source.infolist():
+                data = config_json if info.filename == "config.json" else source.read(info)
+                target.writestr(info, data)
+        copy.seek(0)
+        yield copy
 
 
 def _load_checked(f, path, custom_objects, compile):

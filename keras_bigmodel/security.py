@@ -108,6 +108,22 @@ def _allowed_base_classes() -> tuple[type, ...]:
 
 
 @dataclasses.dataclass
+class ConfigFindings:
+    """What `check_config` found: the classes named, and the entries it rewrote.
+
+    A model compiled on PyTorch records its optimizer as
+    `keras.src.backend.torch.optimizers.torch_adam.Adam`; plain Keras then imports
+    that module (and torch with it) on any backend and builds torch's optimizer.
+    `check_config` rewrites such entries in place to the public `keras.optimizers`
+    class, which is the same optimizer for whichever backend loads the file, and lists
+    their paths in `rewritten`.
+    """
+
+    classes: set = dataclasses.field(default_factory=set)
+    rewritten: list = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
 class ArchiveReport:
     """What the inspection found in an archive that it accepted."""
 
@@ -118,6 +134,7 @@ class ArchiveReport:
     uncompressed_bytes: int
     keras_version: str | None
     classes: list[str]
+    rewritten_config: bytes | None  # config.json to load instead, if entries were rewritten
 
 
 def is_hdf5(head: bytes) -> bool:
@@ -166,7 +183,7 @@ def inspect_archive(
         if not isinstance(metadata, dict):
             raise ModelFileError(f"{where}: metadata.json must hold a JSON object")
         config = _read_json(archive, "config.json", where)
-        classes = check_config(config, custom_objects=custom_objects, where=where)
+        findings = check_config(config, custom_objects=custom_objects, where=where)
         weights_bytes = _weights_payload(archive, weights[0], where)
         assets = sum(i.file_size for i in infos if i.filename.startswith("assets/"))
         if assets > MAX_ASSETS_BYTES:
@@ -180,7 +197,8 @@ def inspect_archive(
             stored_bytes=sum(i.compress_size for i in infos),
             uncompressed_bytes=sum(i.file_size for i in infos),
             keras_version=metadata.get("keras_version"),
-            classes=sorted(classes),
+            classes=sorted(findings.classes),
+            rewritten_config=json.dumps(config).encode() if findings.rewritten else None,
         )
 
 
@@ -357,15 +375,17 @@ def _check_npz_members(infos, where):
 
 # --------------------------------------------------------------------- the config
 def check_config(config: Any, custom_objects: Mapping[str, Any] | None = None,
-                 where: str = "config") -> set[str]:
+                 where: str = "config") -> ConfigFindings:
     """Walks a serialized Keras config and refuses anything outside the allow-list.
 
-    Returns the set of `module.class` names it found. Nothing is imported or called:
-    classes are looked up among objects Keras has already registered or exported.
+    Returns the `module.class` names it found and the substitutions the loader must
+    pass on (see `ConfigFindings`). Nothing is imported or called: classes are looked
+    up among objects Keras has already registered or exported.
     """
     custom_objects = dict(custom_objects or {})
     bases = _allowed_base_classes()
-    found: set[str] = set()
+    findings = ConfigFindings()
+    found = findings.classes
     stack: list[tuple[Any, str, int]] = [(config, "", 0)]
     while stack:
         node, path, depth = stack.pop()
@@ -377,9 +397,30 @@ def check_config(config: Any, custom_objects: Mapping[str, Any] | None = None,
         if not isinstance(node, dict):
             continue
         if "class_name" in node:
-            found.add(_check_object(node, path or "<root>", custom_objects, bases, where))
+            if _backend_optimizer(node) is not None:
+                node["module"] = "keras.optimizers"
+                findings.rewritten.append(path or "<root>")
+                found.add(f"keras.optimizers.{node['class_name']}")
+            else:
+                found.add(_check_object(node, path or "<root>", custom_objects, bases, where))
         stack.extend((v, f"{path}.{k}" if path else str(k), depth + 1) for k, v in node.items())
-    return found
+    return findings
+
+
+_BACKEND_OPTIMIZER_MODULE = re.compile(r"^keras\.src\.backend\.[a-z_]+\.optimizers(\.[a-z_]+)?$")
+
+
+def _backend_optimizer(node: dict):
+    """The public optimizer class for a backend-specific optimizer entry, else None."""
+    module, class_name = node.get("module"), node.get("class_name")
+    if not isinstance(module, str) or not _BACKEND_OPTIMIZER_MODULE.match(module):
+        return None
+    if node.get("registered_name") not in (None, class_name):
+        return None  # only the plain case; anything else goes through the normal checks
+    public = getattr(keras.optimizers, class_name, None) if isinstance(class_name, str) else None
+    if isinstance(public, type) and issubclass(public, keras.optimizers.Optimizer):
+        return public
+    return None
 
 
 def _registered(name: Any, custom_objects: Mapping[str, Any]):

@@ -10,11 +10,14 @@ BACKEND = keras.backend.backend()
 
 
 def pytest_collection_modifyitems(config, items):
-    """TensorFlow-only features are deselected (not skipped) on the other backends, and
-    the checks of what the other backends do are deselected on TensorFlow."""
+    """TensorFlow-only features are deselected (not skipped) on the other backends, as
+    are tests that start their own processes on chosen backends (run once, in the
+    TensorFlow pass); the checks of what the other backends do are deselected on
+    TensorFlow."""
     keep, drop = [], []
     for item in items:
-        if BACKEND != "tensorflow" and item.get_closest_marker("tensorflow_only"):
+        if BACKEND != "tensorflow" and (item.get_closest_marker("tensorflow_only")
+                                        or item.get_closest_marker("once")):
             drop.append(item)
         elif BACKEND == "tensorflow" and item.get_closest_marker("not_tensorflow"):
             drop.append(item)

@@ -23,7 +23,8 @@ def test_list_presets_is_sorted_and_complete():
 def test_describe_and_build_defaults(name):
     info = zoo.describe(name)
     assert {"description", "builder", "config"} <= set(info)
-    assert info["description"] and info["builder"].startswith("zoo.")
+    assert info["description"] and callable(info["builder"])
+    assert info["builder_path"] == f"zoo.{info['builder'].__module__.split('.')[-1]}.{name}"
     model = zoo.build(name)
     assert isinstance(model, keras.Model) and not isinstance(model, keras.Sequential)
     assert model.compiled
@@ -90,7 +91,9 @@ def test_attention_rnn_and_crossmodal_use_the_layers():
 @pytest.mark.parametrize("name", PRESETS)
 def test_every_preset_trains_on_synthetic_data(name):
     keras.utils.set_random_seed(0)
-    model = zoo.build(name)
+    # Adam's default step (1e-3) overshoots on the CNN's 30,752-wide Dense layer within
+    # a few full-batch steps on some backends' initial weights; 1e-4 descends on all.
+    model = zoo.build(name, optimizer=keras.optimizers.Adam(1e-4))
     rng = np.random.default_rng(0)
     # image-like data in [0, 1]; the class is decided by whether the mean is above 1/2
     x = keras.tree.map_structure(
@@ -99,8 +102,8 @@ def test_every_preset_trains_on_synthetic_data(name):
     y = keras.tree.map_structure(
         lambda t: keras.utils.to_categorical((signal > 0.5).astype(int), t.shape[-1]),
         model.output)
-    history = model.fit(x, y, epochs=5, batch_size=32, verbose=0)
-    assert history.history["loss"][-1] < history.history["loss"][0]
+    history = model.fit(x, y, epochs=8, batch_size=32, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0], history.history["loss"]
 
 
 def test_overrides_change_the_architecture():
@@ -232,3 +235,20 @@ def test_save_preset_records_custom_models_and_refuses_bad_arguments(tmp_path):
         zoo.save_preset("model", tmp_path / "x")
     with pytest.raises(ValueError, match="JSON-serializable"):
         zoo.save_preset(custom, tmp_path / "y", config={"f": object()})
+
+
+def test_failed_save_preset_leaves_the_previous_preset_and_no_strays(tmp_path, monkeypatch):
+    directory = tmp_path / "preset"
+    zoo.save_preset(zoo.build("fusion"), directory)
+    before = {p.name: p.read_bytes() for p in directory.iterdir()}
+
+    def fail(model, filepath, **kwargs):
+        open(filepath, "wb").write(b"partial")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(keras.saving, "save_model", fail)
+    with pytest.raises(OSError, match="No space left"):
+        zoo.save_preset(zoo.build("fusion", mode="sum"), directory)
+    assert {p.name: p.read_bytes() for p in directory.iterdir()} == before
+    monkeypatch.undo()
+    assert zoo.load_preset(directory).get_layer("fusion").__class__.__name__ == "FusionConcat"

@@ -41,7 +41,8 @@ class Preset:
         return {
             "name": self.name,
             "description": self.description,
-            "builder": f"{self.builder.__module__}.{self.builder.__qualname__}",
+            "builder": self.builder,
+            "builder_path": f"{self.builder.__module__}.{self.builder.__qualname__}",
             "config": copy.deepcopy(self.config),
             "compile": copy.deepcopy(self.compile_defaults),
         }
@@ -165,7 +166,8 @@ def list_presets() -> list[str]:
 
 
 def describe(name: str) -> dict:
-    """A preset's `description`, `builder` (dotted path), `config` and `compile` defaults."""
+    """A preset's `description`, `builder` (the function; `builder_path` names it),
+    `config` (the builder's arguments) and `compile` defaults."""
     return get_preset(name).describe()
 
 

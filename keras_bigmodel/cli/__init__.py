@@ -73,7 +73,7 @@ def cmd_show(args, out):
     info = zoo.describe(args.name)
     model = zoo.build(args.name, compile=False)
     print(f"{info['name']}: {info['description']}", file=out)
-    print(f"builder: {info['builder']}", file=out)
+    print(f"builder: {info['builder_path']}", file=out)
     print("config: " + json.dumps(info["config"], default=str), file=out)
     print("compile: " + json.dumps(info["compile"], default=str), file=out)
     model.summary(print_fn=lambda line, **kwargs: print(line, file=out))

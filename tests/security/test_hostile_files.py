@@ -133,3 +133,28 @@ def test_legitimate_archives_with_assets_and_custom_objects_load(tmp_path):
     custom = keras.Model(inputs, Doubler()(inputs))
     kbm.save_model(custom, tmp_path / "custom.keras")
     assert isinstance(kbm.load_model(tmp_path / "custom.keras").layers[-1], Doubler)
+
+
+def test_backend_specific_optimizers_resolve_to_this_backends_class(tmp_path):
+    """A model compiled on PyTorch names torch's Adam class; loading it anywhere gives
+    the public optimizer of the loading backend, and nothing else rides along."""
+    def edit(config):
+        config["compile_config"]["optimizer"]["module"] = "keras.src.backend.torch.optimizers.torch_adam"
+    path = hostile.with_config(str(tmp_path), "torch_adam.keras", edit)
+    model = kbm.load_model(path)
+    assert type(model.optimizer).__name__ == "Adam"
+    backend = keras.backend.backend()
+    assert backend == "torch" or "torch" not in type(model.optimizer).__module__
+
+    def smuggle(config):
+        config["compile_config"]["optimizer"].update(
+            {"module": "keras.src.backend.torch.optimizers.torch_adam", "class_name": "Lambda"})
+    with pytest.raises(UNSAFE, match="Lambda"):
+        kbm.load_model(hostile.with_config(str(tmp_path), "smuggle.keras", smuggle))
+
+    def rename(config):  # a registered layer where the optimizer belongs: not rewritten,
+        config["compile_config"]["optimizer"].update(  # allowed, and fails cleanly
+            {"module": "keras.src.backend.torch.optimizers.torch_adam",
+             "registered_name": "keras_bigmodel>AttentionLayer"})
+    with pytest.raises(CORRUPT, match="could not rebuild the model"):
+        kbm.load_model(hostile.with_config(str(tmp_path), "rename.keras", rename))

@@ -1,0 +1,1 @@
+"""Ratio benchmarks of keras-bigmodel (not tests): `python -m benchmarks [--quick]`."""

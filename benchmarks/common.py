@@ -1,0 +1,75 @@
+"""Timing helpers: warm-up, interleaved repetitions, medians and ratios, tables."""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from typing import Callable
+
+
+def interleaved(fns: dict[str, Callable[[], object]], reps: int, warmup: int = 2) -> dict:
+    """Times each function `reps` times, round-robin, after `warmup` calls each.
+
+    Interleaving puts every variant under the same background load, so their ratio
+    is far steadier on a shared machine than back-to-back blocks of runs would be.
+    Returns {name: [seconds, ...]}.
+    """
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def ratio(times: dict, a: str, b: str) -> dict:
+    """Median of the per-repetition ratios a/b, with their quartiles."""
+    per_rep = sorted(x / y for x, y in zip(times[a], times[b]))
+    q = statistics.quantiles(per_rep, n=4) if len(per_rep) >= 4 else [per_rep[0], 0, per_rep[-1]]
+    return {"median": statistics.median(per_rep), "q1": q[0], "q3": q[-1]}
+
+
+def fmt_ratio(r: dict) -> str:
+    return f"{r['median']:.3f}x [{r['q1']:.2f}-{r['q3']:.2f}]"
+
+
+def machine() -> dict:
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import os
+
+    import keras
+
+    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "keras": keras.__version__, "backend": keras.backend.backend()}
+    try:
+        import tensorflow as tf
+
+        info["tensorflow"] = tf.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    cells = [[str(c) for c in row] for row in [headers] + rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
