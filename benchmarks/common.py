@@ -2,28 +2,39 @@
 
 from __future__ import annotations
 
+import math
 import platform
 import statistics
 import time
 from typing import Callable
 
 
-def interleaved(fns: dict[str, Callable[[], object]], reps: int, warmup: int = 2) -> dict:
+def interleaved(fns: dict[str, Callable[[], object]], reps: int, warmup: int = 2,
+                min_sample_seconds: float = 0.05) -> dict:
     """Times each function `reps` times, round-robin, after `warmup` calls each.
 
     Interleaving puts every variant under the same background load, so their ratio
     is far steadier on a shared machine than back-to-back blocks of runs would be.
-    Returns {name: [seconds, ...]}.
+    A sample is a burst of calls long enough (`min_sample_seconds`) that timer and
+    scheduler noise stay small against it; the same burst length serves every
+    variant. Returns {name: [seconds per call, ...]}.
     """
     for _ in range(warmup):
         for fn in fns.values():
             fn()
+    single = []
+    for fn in fns.values():
+        start = time.perf_counter()
+        fn()
+        single.append(time.perf_counter() - start)
+    calls = max(1, math.ceil(min_sample_seconds / max(min(single), 1e-6)))
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(reps):
         for name, fn in fns.items():
             start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
+            for _ in range(calls):
+                fn()
+            times[name].append((time.perf_counter() - start) / calls)
     return times
 
 

@@ -89,6 +89,18 @@ def _compiled(model, loss):
     return model
 
 
+def forward_graph_ops(model, x) -> int | None:
+    """Operations in the model's traced forward graph (TensorFlow only): a deterministic
+    check that the zoo adds no work of its own."""
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    call = tf.autograph.experimental.do_not_convert(lambda v: model(v, training=True))
+    spec = keras.tree.map_structure(lambda a: tf.TensorSpec(a.shape, a.dtype), x)
+    return len(tf.function(call).get_concrete_function(spec).graph.get_operations())
+
+
 def run(quick: bool = False, batch: int = 32) -> list[dict]:
     results = []
     for name, plain_fn in PLAIN.items():
@@ -106,16 +118,20 @@ def run(quick: bool = False, batch: int = 32) -> list[dict]:
         assert ours.count_params() == plain.count_params(), name
         times = interleaved({"zoo": lambda: ours.train_on_batch(x, y),
                              "plain": lambda: plain.train_on_batch(x, y)},
-                            reps=5 if quick else 40, warmup=3)
+                            reps=5 if quick else 30, warmup=3, min_sample_seconds=0.2)
         results.append({"preset": name, "parameters": ours.count_params(),
                         "seconds": {k: median(v) for k, v in times.items()},
-                        "zoo_vs_plain": ratio(times, "zoo", "plain")})
+                        "zoo_vs_plain": ratio(times, "zoo", "plain"),
+                        "forward_graph_ops": {"zoo": forward_graph_ops(ours, x),
+                                              "plain": forward_graph_ops(plain, x)}})
     return results
 
 
 def rows(results):
     return [[r["preset"], f"{r['parameters']:,}", f"{r['seconds']['zoo'] * 1e3:.2f}",
-             f"{r['seconds']['plain'] * 1e3:.2f}", fmt_ratio(r["zoo_vs_plain"])] for r in results]
+             f"{r['seconds']['plain'] * 1e3:.2f}", fmt_ratio(r["zoo_vs_plain"]),
+             "{zoo} / {plain}".format(**r["forward_graph_ops"])] for r in results]
 
 
-HEADERS = ["preset", "parameters", "zoo ms/step", "plain ms/step", "zoo/plain"]
+HEADERS = ["preset", "parameters", "zoo ms/step", "plain ms/step", "zoo/plain",
+           "graph ops zoo / plain"]

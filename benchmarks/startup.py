@@ -31,7 +31,8 @@ def run(quick: bool = False) -> dict:
         samples[module].append(seconds)
         loaded[module] = modules
 
-    interleaved({m: (lambda m=m: probe(m)) for m in samples}, reps=3 if quick else 7, warmup=1)
+    interleaved({m: (lambda m=m: probe(m)) for m in samples}, reps=3 if quick else 7, warmup=1,
+                min_sample_seconds=0)
     # interleaved() timed the subprocess calls too; keep the in-process import times
     keras_s = median(samples["keras"][-(3 if quick else 7):])
     kbm_s = median(samples["keras_bigmodel"][-(3 if quick else 7):])

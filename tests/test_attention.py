@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from keras import ops
 
+from benchmarks.attention import DocumentsAttentionLayer  # the documents' code, as written
 from harness import to_numpy
 from keras_bigmodel.layers import AttentionLayer
 
@@ -40,21 +41,6 @@ def np_dot(layer, x, scaled):
     return (scores[..., None] * x).sum(axis=1), scores
 
 
-class DocumentsAttentionLayer(keras.layers.Layer):
-    """The documents' AttentionLayer, as they wrote it, ported to Keras 3 ops."""
-
-    def __init__(self, units):
-        super().__init__()
-        self.W = keras.layers.Dense(units)
-        self.V = keras.layers.Dense(1)
-
-    def call(self, inputs):
-        score = self.V(ops.tanh(self.W(inputs)))
-        attention_weights = ops.softmax(score, axis=1)
-        context_vector = attention_weights * inputs
-        return ops.sum(context_vector, axis=1)
-
-
 @pytest.fixture
 def x():
     return np.random.default_rng(0).normal(size=(3, 7, 5)).astype("float32")
@@ -67,7 +53,9 @@ def test_weights_are_the_documents(x):
     assert shapes == {"W/kernel": (5, 4), "W/bias": (4,), "V/kernel": (4, 1), "V/bias": (1,)}
 
 
-def test_additive_equals_numpy_formula(x):
+@pytest.mark.parametrize("shape", [(3, 7, 5), (2, 40, 30)], ids=["product-path", "matmul-path"])
+def test_additive_equals_numpy_formula(shape):
+    x = np.random.default_rng(1).normal(size=shape).astype("float32")
     layer = AttentionLayer(4)
     context, scores = to_numpy(layer(x, return_attention_scores=True))
     ref_context, ref_scores = np_additive(layer, x.astype("float64"))

@@ -108,6 +108,55 @@ def check_constraint(name: str, value: Any):
         ) from None
 
 
+def check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"`{name}` must be a bool. Received: {name}={value!r}")
+    return value
+
+
+def check_seed(name: str, value: Any) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+        raise ValueError(f"`{name}` must be an integer or None. Received: {name}={value!r}")
+    return None if value is None else int(value)
+
+
+# The options a layer forwards to its Dense sublayers, with their checks and serializers.
+_DENSE_OPTION_KINDS = {
+    "initializer": (check_initializer, keras.initializers.serialize),
+    "regularizer": (check_regularizer, keras.regularizers.serialize),
+    "constraint": (check_constraint, keras.constraints.serialize),
+}
+
+
+def set_dense_options(layer: keras.layers.Layer, **options) -> dict:
+    """Validates options such as `kernel_initializer` or `bias_regularizer`, stores
+    each resolved object on `layer` under its name, and returns them for `Dense(...)`."""
+    resolved = {}
+    for name, value in options.items():
+        check, _ = _DENSE_OPTION_KINDS[name.rsplit("_", 1)[1]]
+        resolved[name] = check(name, value)
+        setattr(layer, name, resolved[name])
+    return resolved
+
+
+def dense_options_config(layer: keras.layers.Layer, names) -> dict:
+    """The serialized form of options stored by `set_dense_options`."""
+    return {
+        name: _DENSE_OPTION_KINDS[name.rsplit("_", 1)[1]][1](getattr(layer, name))
+        for name in names
+    }
+
+
+DENSE_OPTIONS = (
+    "kernel_initializer",
+    "bias_initializer",
+    "kernel_regularizer",
+    "bias_regularizer",
+    "kernel_constraint",
+    "bias_constraint",
+)
+
+
 def check_rank(layer: keras.layers.Layer, shape, min_rank: int, max_rank: int | None = None,
                arg: str = "inputs") -> None:
     """Raises a ValueError naming the layer and argument if `shape` has the wrong rank."""

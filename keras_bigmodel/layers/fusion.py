@@ -145,6 +145,8 @@ class Fusion(keras.layers.Layer):
         bias_initializer: Initializer of the biases.
         kernel_regularizer: Optional regularizer of the kernels.
         bias_regularizer: Optional regularizer of the biases.
+        kernel_constraint: Optional constraint on the kernels.
+        bias_constraint: Optional constraint on the biases.
         **kwargs: Base layer arguments (`name`, `dtype`, `trainable`).
 
     Call arguments:
@@ -187,6 +189,8 @@ class Fusion(keras.layers.Layer):
         bias_initializer="zeros",
         kernel_regularizer=None,
         bias_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
         **kwargs,
     ):
         dtype, policy_map = u.split_dtype(kwargs.pop("dtype", None))
@@ -220,13 +224,16 @@ class Fusion(keras.layers.Layer):
                 f"and the other modes fuse the last axis. Received: axis={axis!r} with "
                 f"mode={mode!r}, units={units!r}"
             )
-        if not isinstance(use_bias, bool):
-            raise ValueError(f"`use_bias` must be a bool. Received: use_bias={use_bias!r}")
-        self.use_bias = use_bias
-        self.kernel_initializer = u.check_initializer("kernel_initializer", kernel_initializer)
-        self.bias_initializer = u.check_initializer("bias_initializer", bias_initializer)
-        self.kernel_regularizer = u.check_regularizer("kernel_regularizer", kernel_regularizer)
-        self.bias_regularizer = u.check_regularizer("bias_regularizer", bias_regularizer)
+        self.use_bias = u.check_bool("use_bias", use_bias)
+        self._dense_args = u.set_dense_options(
+            self,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            kernel_constraint=kernel_constraint,
+            bias_constraint=bias_constraint,
+        )
         self.projections = []
         self.supports_masking = True
 
@@ -249,12 +256,9 @@ class Fusion(keras.layers.Layer):
             units,
             activation=activation,
             use_bias=self.use_bias,
-            kernel_initializer=self.kernel_initializer,
-            bias_initializer=self.bias_initializer,
-            kernel_regularizer=self.kernel_regularizer,
-            bias_regularizer=self.bias_regularizer,
             name=name,
             dtype=u.sublayer_dtype(self, self._policy_map, name),
+            **self._dense_args,
         )
 
     def build(self, input_shape):
@@ -313,11 +317,8 @@ class Fusion(keras.layers.Layer):
                 self.attention_units or fused_width,
                 name="attention",
                 use_bias=self.use_bias,
-                kernel_initializer=self.kernel_initializer,
-                bias_initializer=self.bias_initializer,
-                kernel_regularizer=self.kernel_regularizer,
-                bias_regularizer=self.bias_regularizer,
                 dtype=u.sublayer_dtype(self, self._policy_map, "attention"),
+                **self._dense_args,
             )
             self.attention.build((shapes[0][0], n, fused_width))
 
@@ -383,10 +384,7 @@ class Fusion(keras.layers.Layer):
                 "branch_weights": self.branch_weights,
                 "axis": self.axis,
                 "use_bias": self.use_bias,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
-                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
+                **u.dense_options_config(self, u.DENSE_OPTIONS),
             }
         )
         if self.mode == "gated" and config["activation"] == "tanh":

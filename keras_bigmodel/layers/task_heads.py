@@ -22,6 +22,8 @@ TASK_SPEC_KEYS = (
     "bias_initializer",
     "kernel_regularizer",
     "bias_regularizer",
+    "kernel_constraint",
+    "bias_constraint",
     "seed",
 )
 _BASE_LAYER_KEYS = ("name", "trainable", "dtype")
@@ -50,6 +52,8 @@ class TaskHead(keras.layers.Layer):
         bias_initializer: Initializer of the biases.
         kernel_regularizer: Optional regularizer of the kernels.
         bias_regularizer: Optional regularizer of the biases.
+        kernel_constraint: Optional constraint on the kernels.
+        bias_constraint: Optional constraint on the biases.
         seed: Optional integer seed of the dropout.
         **kwargs: Base layer arguments (`name`, `dtype`, `trainable`).
 
@@ -89,6 +93,8 @@ class TaskHead(keras.layers.Layer):
         bias_initializer="zeros",
         kernel_regularizer=None,
         bias_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
         seed: int | None = None,
         **kwargs,
     ):
@@ -99,23 +105,19 @@ class TaskHead(keras.layers.Layer):
         self.hidden_units = u.check_int_tuple("hidden_units", hidden_units)
         self.hidden_activation = u.check_activation("hidden_activation", hidden_activation)
         self.dropout = u.check_rate("dropout", dropout)
-        if not isinstance(use_bias, bool):
-            raise ValueError(f"`use_bias` must be a bool. Received: use_bias={use_bias!r}")
-        self.use_bias = use_bias
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ValueError(f"`seed` must be an integer or None. Received: seed={seed!r}")
-        self.seed = seed
-        self.kernel_initializer = u.check_initializer("kernel_initializer", kernel_initializer)
-        self.bias_initializer = u.check_initializer("bias_initializer", bias_initializer)
-        self.kernel_regularizer = u.check_regularizer("kernel_regularizer", kernel_regularizer)
-        self.bias_regularizer = u.check_regularizer("bias_regularizer", bias_regularizer)
-
+        self.use_bias = u.check_bool("use_bias", use_bias)
+        self.seed = u.check_seed("seed", seed)
         dense_args = dict(
             use_bias=use_bias,
-            kernel_initializer=self.kernel_initializer,
-            bias_initializer=self.bias_initializer,
-            kernel_regularizer=self.kernel_regularizer,
-            bias_regularizer=self.bias_regularizer,
+            **u.set_dense_options(
+                self,
+                kernel_initializer=kernel_initializer,
+                bias_initializer=bias_initializer,
+                kernel_regularizer=kernel_regularizer,
+                bias_regularizer=bias_regularizer,
+                kernel_constraint=kernel_constraint,
+                bias_constraint=bias_constraint,
+            ),
         )
         self.hidden_layers = []
         self.dropout_layers = []
@@ -180,11 +182,8 @@ class TaskHead(keras.layers.Layer):
                 "hidden_activation": keras.activations.serialize(self.hidden_activation),
                 "dropout": self.dropout,
                 "use_bias": self.use_bias,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
-                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
                 "seed": self.seed,
+                **u.dense_options_config(self, u.DENSE_OPTIONS),
             }
         )
         return u.dtype_config(self, config)
