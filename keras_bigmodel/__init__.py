@@ -9,14 +9,14 @@ import importlib
 
 from keras_bigmodel import _console  # noqa: F401  (must run before TensorFlow loads)
 from keras_bigmodel import layers
+
+# The modules below import only Keras and NumPy at module level (TensorFlow's
+# converter, tf-keras-vis, scikit-learn and matplotlib load inside the functions that
+# use them), and some define registered objects, so they load with the package.
+from keras_bigmodel import augment, compress, data, ensembles, explain, verification  # noqa: F401
+from keras_bigmodel.ensembles import ensemble
 from keras_bigmodel.saving import ModelFileError, UnsafeModelError, load_model, save_model
 from keras_bigmodel.version import __version__
-
-# These import only Keras and NumPy at module level (TensorFlow's converter,
-# tf-keras-vis, scikit-learn and matplotlib load inside the functions that use
-# them), and some define registered objects, so they load with the package.
-from keras_bigmodel import augment, compress, data, ensembles, explain, verification  # noqa: E402
-from keras_bigmodel.ensembles import ensemble  # noqa: E402
 
 
 def __getattr__(name):
