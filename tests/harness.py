@@ -222,6 +222,11 @@ def check_jit_compile(case: Case, tmp_path) -> None:
     model = case.build()
     expected = forward(model, case.inputs)
     model.compile(optimizer="adam", loss=case.loss, jit_compile=True)
+    # Keras silently falls back to jit_compile=False when a layer says it cannot be
+    # XLA-compiled; that must only happen because of Keras's own layers, never ours.
+    blockers = [l for l in model._flatten_layers() if not l.supports_jit]
+    assert not [l for l in blockers if type(l).__module__.startswith("keras_bigmodel")], blockers
+    assert model.jit_compile is (not blockers), (model.jit_compile, blockers)
     predicted = model.predict(case.inputs, verbose=0)
     assert_outputs_close(predicted, expected, atol=1e-5, msg="jit predict")
     targets = _targets(case, expected)
