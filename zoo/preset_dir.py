@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -45,12 +46,11 @@ def _versions() -> dict:
         "backend": keras.backend.backend(),
         "python": platform.python_version(),
     }
-    try:
-        import tensorflow as tf  # recorded when present; TF is a dependency
-
-        versions["tensorflow"] = tf.__version__
-    except ImportError:
-        pass
+    for package in ("tensorflow", "jax", "torch"):
+        try:  # package metadata: nothing is imported, whichever backend runs
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            pass
     return versions
 
 

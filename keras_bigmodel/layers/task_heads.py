@@ -18,12 +18,7 @@ TASK_SPEC_KEYS = (
     "hidden_activation",
     "dropout",
     "use_bias",
-    "kernel_initializer",
-    "bias_initializer",
-    "kernel_regularizer",
-    "bias_regularizer",
-    "kernel_constraint",
-    "bias_constraint",
+    *u.DENSE_OPTIONS,
     "seed",
 )
 _BASE_LAYER_KEYS = ("name", "trainable", "dtype")
