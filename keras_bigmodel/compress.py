@@ -22,24 +22,10 @@ import numpy as np
 from keras import ops
 
 from keras_bigmodel.preconditions import check_model, require_tensorflow
-from keras_bigmodel.saving import atomic_path, load_model, save_model
+from keras_bigmodel.saving import atomic_path, copy_model, load_model, save_model
 
 QUANTIZATION_MODES = ("int8", "int4")
 TFLITE_QUANTIZATIONS = ("dynamic", "float16", None)
-
-
-def _copy_without_optimizer_state(model: keras.Model):
-    """A weight-for-weight copy of `model` and its compile settings.
-
-    `keras.models.clone_model` of a compiled model (and deserializing with its
-    compile config) builds optimizer variables too; saved, they make an int8 file
-    2.25x the float32 one instead of 0.25x. So the copy is rebuilt uncompiled.
-    """
-    serialized = keras.saving.serialize_keras_object(model)
-    compile_config = serialized.pop("compile_config", None)
-    copy = keras.saving.deserialize_keras_object(serialized)
-    copy.set_weights(model.get_weights())
-    return copy, compile_config
 
 
 def quantize(model: keras.Model, mode: str = "int8", inplace: bool = False) -> keras.Model:
@@ -87,7 +73,7 @@ def quantize(model: keras.Model, mode: str = "int8", inplace: bool = False) -> k
         )
     if any(layer.quantization_mode for layer in quantizable):
         raise ValueError(f"Model '{model.name}' is already quantized")
-    target, compile_config = (model, None) if inplace else _copy_without_optimizer_state(model)
+    target, compile_config = (model, None) if inplace else copy_model(model)
     with warnings.catch_warnings():
         # Keras warns once per layer without a quantize() (Input, Conv2D, LSTM, ...).
         warnings.filterwarnings("ignore", message="Layer .* does not have a `quantize` method")

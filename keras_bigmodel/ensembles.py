@@ -8,18 +8,9 @@ import keras
 
 from keras_bigmodel.layers import Fusion, FusionConcat
 from keras_bigmodel.preconditions import check_model
+from keras_bigmodel.saving import copy_model
 
 ENSEMBLE_MODES = ("average", "weighted", "concat")
-
-
-def _renamed_copy(model: keras.Model, name: str) -> keras.Model:
-    """A copy of `model` under another name, with its weights (no optimizer state)."""
-    serialized = keras.saving.serialize_keras_object(model)
-    serialized.pop("compile_config", None)
-    serialized["config"]["name"] = name
-    copy = keras.saving.deserialize_keras_object(serialized)
-    copy.set_weights(model.get_weights())
-    return copy
 
 
 def _signature(tensors):
@@ -100,7 +91,7 @@ def ensemble(
     members, seen = [], set()
     for i, model in enumerate(models):
         if model.name in seen or model.name == name:
-            model = _renamed_copy(model, f"{model.name}_{i}")
+            model, _ = copy_model(model, name=f"{model.name}_{i}")
         seen.add(model.name)
         members.append(model)
 

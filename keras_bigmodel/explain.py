@@ -127,12 +127,15 @@ def _class_indices(class_index, batch: int, classes: int) -> list[int]:
     return [int(v) for v in values]
 
 
-def _by_input(model, maps):
+def _by_input(model, maps, images_only=False):
+    """Maps as float32 in [0, 1]: one array for a single-input model, else a dict keyed
+    by input name (only the image inputs' with `images_only`)."""
     maps = maps if isinstance(maps, list) else [maps]
     maps = [np.clip(np.nan_to_num(np.asarray(m, dtype="float32")), 0.0, 1.0) for m in maps]
     if len(model.inputs) == 1:
         return maps[0]
-    return {t.name: m for t, m in zip(model.inputs, maps)}
+    return {t.name: m for t, m in zip(model.inputs, maps)
+            if not images_only or len(t.shape) == 4}
 
 
 def _prepare(model, inputs, class_index, output):
@@ -252,11 +255,7 @@ def gradcam(
         explainer = cls(view, model_modifier=_linearize, clone=True)
         maps = explainer(score, arrays if len(arrays) > 1 else arrays[0], penultimate_layer=layer,
                          seek_penultimate_conv_layer=False, **kwargs)
-    maps = maps if isinstance(maps, list) else [maps]
-    images = [(t, m) for t, m in zip(view.inputs, maps) if len(t.shape) == 4]
-    if len(view.inputs) == 1:
-        return _by_input(view, maps)
-    return {t.name: np.clip(np.nan_to_num(np.asarray(m, "float32")), 0.0, 1.0) for t, m in images}
+    return _by_input(view, maps, images_only=True)
 
 
 # ------------------------------------------------------------------ attention maps
