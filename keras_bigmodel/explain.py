@@ -197,7 +197,8 @@ def saliency(
 _CONV_LAYERS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
 
 
-def _conv_layers(model: keras.Model) -> list:
+def conv_layers(model: keras.Model) -> list:
+    """The model's top-level 2-D convolutions: where Grad-CAM can look."""
     return [l for l in model.layers if isinstance(l, _CONV_LAYERS)]
 
 
@@ -227,7 +228,7 @@ def gradcam(
     if method not in CAM_METHODS:
         raise ValueError(f"`method` must be one of {list(CAM_METHODS)}. Received: method={method!r}")
     view, arrays, score = _prepare(model, inputs, class_index, output)
-    convs = _conv_layers(view)
+    convs = conv_layers(view)
     if layer is None:
         if not convs:
             raise ValueError(
@@ -460,6 +461,7 @@ __all__ = [
     "CAM_METHODS",
     "attention_layers",
     "attention_scores",
+    "conv_layers",
     "gradcam",
     "saliency",
     "save_attention_plot",

@@ -181,7 +181,7 @@ def cmd_explain(args, out):
     if method == "auto":
         if kbm.explain.attention_layers(model):
             method = "attention"
-        elif any(l.__class__.__name__.startswith("Conv") for l in model.layers):
+        elif kbm.explain.conv_layers(model):
             method = "gradcam"
         else:
             method = "saliency"
