@@ -118,7 +118,7 @@ def run(quick: bool = False, batch: int = 32) -> list[dict]:
         assert ours.count_params() == plain.count_params(), name
         times = interleaved({"zoo": lambda: ours.train_on_batch(x, y),
                              "plain": lambda: plain.train_on_batch(x, y)},
-                            reps=5 if quick else 30, warmup=3, min_sample_seconds=0.2)
+                            reps=5 if quick else 80, warmup=3, min_sample_seconds=0.2)
         results.append({"preset": name, "parameters": ours.count_params(),
                         "seconds": {k: median(v) for k, v in times.items()},
                         "zoo_vs_plain": ratio(times, "zoo", "plain"),
