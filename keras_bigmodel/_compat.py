@@ -1,0 +1,83 @@
+"""Every private Keras API this package uses, in one place.
+
+Keras 3 keeps some machinery the package needs outside its public namespace: the
+saving library that loads from an open file, the safe-mode scope, the registry of
+exported symbols, the base class of every serializable object and the recursive
+walk over a layer's sublayers. Each is imported here and nowhere else, so that a
+Keras release that moves one fails at import time with the Keras version and the
+missing name, instead of somewhere deep in a load or a quantization, and so that
+no code path silently falls back to something weaker.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Iterator
+
+import keras
+
+__all__ = [
+    "KerasSaveable",
+    "all_layers",
+    "exported_symbol",
+    "in_safe_mode",
+    "load_model_from_file",
+    "safe_mode_scope",
+]
+
+SUPPORTED_KERAS = "3.13.1 to 3.15.x"
+
+
+class KerasCompatibilityError(ImportError):
+    """This Keras release does not have a private API keras-bigmodel relies on."""
+
+
+def _private(module: str, name: str) -> Any:
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise KerasCompatibilityError(
+            f"keras-bigmodel needs {module}.{name}, which Keras {keras.__version__} does "
+            f"not provide (tested with Keras {SUPPORTED_KERAS}): {e}"
+        ) from None
+
+
+KerasSaveable = _private("keras.src.saving.keras_saveable", "KerasSaveable")
+_saving_lib_load = _private("keras.src.saving.saving_lib", "load_model")
+_SafeModeScope = _private("keras.src.saving.serialization_lib", "SafeModeScope")
+_in_safe_mode = _private("keras.src.saving.serialization_lib", "in_safe_mode")
+_get_symbol_from_name = _private("keras.src.api_export", "get_symbol_from_name")
+
+
+def load_model_from_file(fileobj, custom_objects=None, compile=True, safe_mode=True):
+    """Keras's own `.keras` loader, reading from an already open file object, so that
+    the bytes that were inspected are the bytes that are loaded."""
+    return _saving_lib_load(
+        fileobj, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode
+    )
+
+
+def safe_mode_scope(enabled: bool = True):
+    """A context in which Keras's deserializer runs in safe mode (or not), whatever the
+    process-wide `keras.config.enable_unsafe_deserialization()` said."""
+    return _SafeModeScope(enabled)
+
+
+def in_safe_mode():
+    """Keras's current safe-mode flag (`None` outside any scope)."""
+    return _in_safe_mode()
+
+
+def exported_symbol(name: str):
+    """The object Keras exports under a public dotted name, or None; imports nothing."""
+    return _get_symbol_from_name(name)
+
+
+def all_layers(layer: keras.layers.Layer, include_self: bool = True) -> Iterator:
+    """Every layer nested in `layer` (recursively), as Keras tracks them."""
+    return layer._flatten_layers(include_self=include_self, recursive=True)
+
+
+def direct_sublayers(layer: keras.layers.Layer) -> list:
+    """The layers tracked directly by `layer` (one level down)."""
+    return list(layer._flatten_layers(include_self=False, recursive=False))
