@@ -7,7 +7,10 @@ import math
 import keras
 from keras import ops
 
-from keras_bigmodel.layers import _utils as u
+from keras_bigmodel import validation as v
+from keras_bigmodel.layers.base import CompositeLayer
+
+__all__ = ["SCORE_FUNCTIONS", "AttentionLayer", "masked_softmax"]
 
 SCORE_FUNCTIONS = ("additive", "dot", "scaled_dot")
 
@@ -40,7 +43,7 @@ def masked_softmax(logits, mask=None):
 
 
 @keras.saving.register_keras_serializable(package="keras_bigmodel")
-class AttentionLayer(keras.layers.Layer):
+class AttentionLayer(CompositeLayer):
     """Attention pooling: a learned weighted average of a sequence's time steps.
 
     This is the additive attention of the source documents (their section 2.2),
@@ -127,35 +130,21 @@ class AttentionLayer(keras.layers.Layer):
         seed: int | None = None,
         **kwargs,
     ):
-        dtype, policy_map = u.split_dtype(kwargs.pop("dtype", None))
-        super().__init__(dtype=dtype, **kwargs)
-        self.units = u.check_positive_int("units", units)
-        self.score = u.check_choice("score", score, SCORE_FUNCTIONS)
-        self.use_bias = u.check_bool("use_bias", use_bias)
-        self.dropout = u.check_rate("dropout", dropout)
-        self.seed = u.check_seed("seed", seed)
-        dense_args = dict(
-            use_bias=use_bias,
-            **u.set_dense_options(
-                self,
-                kernel_initializer=kernel_initializer,
-                bias_initializer=bias_initializer,
-                kernel_regularizer=kernel_regularizer,
-                bias_regularizer=bias_regularizer,
-                kernel_constraint=kernel_constraint,
-                bias_constraint=bias_constraint,
-            ),
+        super().__init__(
+            dense_options=True,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            kernel_constraint=kernel_constraint,
+            bias_constraint=bias_constraint,
+            **kwargs,
         )
-        self.W = keras.layers.Dense(
-            self.units, name="W", dtype=u.sublayer_dtype(self, policy_map, "W"), **dense_args
-        )
-        if self.score == "additive":
-            self.V = keras.layers.Dense(
-                1, name="V", dtype=u.sublayer_dtype(self, policy_map, "V"), **dense_args
-            )
-        self.weights_dropout = keras.layers.Dropout(
-            self.dropout, seed=seed, dtype=self.dtype_policy, name="weights_dropout"
-        )
+        self.units = v.check_positive_int("units", units)
+        self.score = v.check_choice("score", score, SCORE_FUNCTIONS)
+        self.use_bias = v.check_bool("use_bias", use_bias)
+        self.dropout = v.check_rate("dropout", dropout)
+        self.seed = v.check_seed("seed", seed)
         self.supports_masking = True
         # Set by keras_bigmodel.explain.attention_scores during one eager forward pass;
         # plain attribute (not tracked by Keras), never serialized.
@@ -163,10 +152,12 @@ class AttentionLayer(keras.layers.Layer):
 
     def build(self, input_shape):
         input_shape = tuple(input_shape)
-        u.check_rank(self, input_shape, 3, 3)
-        features = u.known_dim(self, input_shape, -1)
+        v.check_rank(self, input_shape, 3, 3)
+        features = v.known_dim(self, input_shape, -1)
+        self.W = self.dense(self.units, "W")
         self.W.build(input_shape)
         if self.score == "additive":
+            self.V = self.dense(1, "V")
             self.V.build(input_shape[:-1] + (self.units,))
         else:
             self.query = self.add_weight(
@@ -176,6 +167,7 @@ class AttentionLayer(keras.layers.Layer):
                 regularizer=self.kernel_regularizer,
                 constraint=self.kernel_constraint,
             )
+        self.weights_dropout = self.dropout_layer(self.dropout, "weights_dropout", self.seed)
         self.input_spec = keras.layers.InputSpec(ndim=3, axes={-1: features})
 
     def attention_logits(self, inputs):
@@ -191,7 +183,7 @@ class AttentionLayer(keras.layers.Layer):
 
     def call(self, inputs, mask=None, training=None, return_attention_scores=False):
         if mask is not None:
-            u.check_rank(self, tuple(mask.shape), 2, 2, arg="mask")
+            v.check_rank(self, tuple(mask.shape), 2, 2, arg="mask")
         scores = masked_softmax(self.attention_logits(inputs), mask)
         scores = ops.cast(scores, inputs.dtype)
         if self.score_sink is not None:
@@ -213,7 +205,7 @@ class AttentionLayer(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         input_shape = tuple(input_shape)
-        u.check_rank(self, input_shape, 3, 3)
+        v.check_rank(self, input_shape, 3, 3)
         return (input_shape[0], input_shape[2])
 
     def compute_output_spec(self, inputs, mask=None, training=None, return_attention_scores=False):
@@ -232,7 +224,6 @@ class AttentionLayer(keras.layers.Layer):
                 "use_bias": self.use_bias,
                 "dropout": self.dropout,
                 "seed": self.seed,
-                **u.dense_options_config(self, u.DENSE_OPTIONS),
             }
         )
-        return u.dtype_config(self, config)
+        return config
