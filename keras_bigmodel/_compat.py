@@ -20,9 +20,14 @@ __all__ = [
     "KerasSaveable",
     "all_layers",
     "exported_symbol",
+    "get_keras_mask",
     "in_safe_mode",
+    "is_functional",
     "load_model_from_file",
+    "producer",
+    "run_graph",
     "safe_mode_scope",
+    "set_keras_mask",
 ]
 
 SUPPORTED_KERAS = "3.13.1 to 3.15.x"
@@ -47,6 +52,9 @@ _saving_lib_load = _private("keras.src.saving.saving_lib", "load_model")
 _SafeModeScope = _private("keras.src.saving.serialization_lib", "SafeModeScope")
 _in_safe_mode = _private("keras.src.saving.serialization_lib", "in_safe_mode")
 _get_symbol_from_name = _private("keras.src.api_export", "get_symbol_from_name")
+_Functional = _private("keras.src.models.functional", "Functional")
+_get_keras_mask = _private("keras.src.backend.common.masking", "get_keras_mask")
+_set_keras_mask = _private("keras.src.backend.common.masking", "set_keras_mask")
 
 
 def load_model_from_file(fileobj, custom_objects=None, compile=True, safe_mode=True):
@@ -81,3 +89,38 @@ def all_layers(layer: keras.layers.Layer, include_self: bool = True) -> Iterator
 def direct_sublayers(layer: keras.layers.Layer) -> list:
     """The layers tracked directly by `layer` (one level down)."""
     return list(layer._flatten_layers(include_self=False, recursive=False))
+
+
+# ------------------------------------------------- functional graphs (kbm.explain)
+def is_functional(model) -> bool:
+    """Whether `model` is a Keras functional model (whose graph can be run node by node)."""
+    return isinstance(model, _Functional)
+
+
+def run_graph(model, inputs: list, operation_fn):
+    """Runs a functional model's graph eagerly on `inputs` (one tensor per entry of
+    `model.inputs`, in that order), calling `operation_fn(layer)(*args, **kwargs)` at
+    each node instead of `layer(*args, **kwargs)`. Creates no node and changes no layer:
+    it is how `keras.models.clone_model` replays a graph, on concrete tensors."""
+    if not hasattr(model, "_run_through_graph"):
+        raise KerasCompatibilityError(
+            f"keras-bigmodel needs Functional._run_through_graph, which Keras "
+            f"{keras.__version__} does not provide (tested with Keras {SUPPORTED_KERAS})"
+        )
+    return model._run_through_graph(inputs, operation_fn=operation_fn)
+
+
+def producer(tensor):
+    """The layer that produced a symbolic (Keras) tensor, or None for a model input."""
+    history = getattr(tensor, "_keras_history", None)
+    return None if history is None else history.operation
+
+
+def get_keras_mask(x):
+    """The mask Keras attached to an eager tensor (or None)."""
+    return _get_keras_mask(x)
+
+
+def set_keras_mask(x, mask) -> None:
+    """Attaches `mask` to an eager tensor, as Keras layers do for their outputs."""
+    _set_keras_mask(x, mask)
