@@ -1,0 +1,188 @@
+"""Runtimes outside Keras: ONNX (onnxruntime) on every backend, LiteRT (the
+`ai_edge_litert` interpreter) from TensorFlow, each against Keras's own outputs, with
+plain-Keras controls where Keras's exporters fall short."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import keras_bigmodel as kbm
+import zoo
+from keras_bigmodel.validation import UnsupportedBackendError
+
+BACKEND = keras.backend.backend()
+# Small versions of every preset: the exporters' work grows with the graph, not the data.
+SMALL = {
+    "attention_rnn": {"units": 8, "attention_units": 4},
+    "cnn": {"input_shape": (8, 8, 1), "filters": 4, "dense_units": 8},
+    "crossmodal": {
+        "image_shape": (8, 8, 1),
+        "sequence_shape": (4, 4),
+        "image_filters": 4,
+        "image_units": 8,
+        "sequence_units": 8,
+        "attention_units": 4,
+        "fusion_units": 8,
+    },
+    "multitask": {"trunk_units": (16,)},
+    "rnn": {"units": 8},
+}
+
+
+def _small(name):
+    return zoo.build(name, **SMALL.get(name, {}))
+
+
+def _inputs(model, batch, seed=0):
+    rng = np.random.default_rng(seed)
+    return keras.tree.map_structure(
+        lambda t: rng.uniform(size=(batch,) + tuple(t.shape[1:])).astype("float32"), model.input
+    )
+
+
+def _keras_outputs(model, x):
+    return [np.asarray(keras.ops.convert_to_numpy(o)) for o in keras.tree.flatten(model(x))]
+
+
+def test_onnx_matches_keras_for_every_preset(tmp_path):
+    for name in zoo.list_presets():
+        model = _small(name)
+        x = _inputs(model, batch=3)  # the batch dimension stays dynamic
+        path = kbm.compress.export_onnx(model, tmp_path / f"{name}.onnx")
+        outputs = kbm.compress.run_onnx(path, x)
+        expected = _keras_outputs(model, x)
+        assert len(outputs) == len(expected), name
+        for got, want in zip(outputs, expected):
+            np.testing.assert_allclose(got, want, atol=1e-5, err_msg=name)
+    assert sorted(os.listdir(tmp_path)) == [f"{n}.onnx" for n in zoo.list_presets()]
+
+
+def test_onnx_names_inputs_and_outputs_after_the_model(tmp_path):
+    import onnxruntime
+
+    model = _small("multitask")
+    path = kbm.compress.export_onnx(model, tmp_path / "m.onnx", batch_size=2)
+    session = onnxruntime.InferenceSession(path)
+    assert [i.name for i in session.get_inputs()] == ["features"]
+    assert [i.shape[0] for i in session.get_inputs()] == [2]
+    assert [o.name for o in session.get_outputs()] == ["task1", "task2"]
+    fusion = _small("fusion")
+    x = _inputs(fusion, batch=2)
+    path = kbm.compress.export_onnx(fusion, tmp_path / "f.onnx")
+    by_name = kbm.compress.run_onnx(path, dict(zip(["input_1", "input_2"], x)))
+    np.testing.assert_allclose(by_name[0], _keras_outputs(fusion, x)[0], atol=1e-6)
+    with pytest.raises(ValueError, match=r"pass a dict keyed by \['input_1', 'input_2'\]"):
+        kbm.compress.run_onnx(path, x[0])
+    with pytest.raises(ValueError, match=r"Unknown input name\(s\) \['image'\]"):
+        kbm.compress.run_onnx(path, {"image": x[0], "input_1": x[0], "input_2": x[1]})
+
+
+def test_plain_keras_max_pooling_onnx_control(tmp_path):
+    """Keras's own ONNX export of a plain MaxPooling2D model: onnxruntime refuses the
+    JAX one ("Unsupported pooling size", jax2onnx writes a 4D MaxPool); export_onnx
+    repairs it. On TensorFlow and PyTorch both work."""
+    import onnxruntime
+
+    inputs = keras.Input((8, 8, 2), name="image")
+    model = keras.Model(inputs, keras.layers.MaxPooling2D(2)(inputs))
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 2)).astype("float32")
+    model(x)  # Keras's JAX exporter refuses a model never called
+    raw = str(tmp_path / "raw.onnx")
+    model.export(raw, format="onnx", verbose=False)
+    session = onnxruntime.InferenceSession(raw)
+    feed = {session.get_inputs()[0].name: x}
+    if BACKEND == "jax":
+        with pytest.raises(Exception, match="Unsupported pooling size"):
+            session.run(None, feed)
+    else:
+        np.testing.assert_allclose(session.run(None, feed)[0], model(x), atol=1e-6)
+    fixed = kbm.compress.export_onnx(model, tmp_path / "fixed.onnx")
+    np.testing.assert_allclose(kbm.compress.run_onnx(fixed, x)[0], model(x), atol=1e-6)
+
+
+def test_export_onnx_errors(tmp_path):
+    model = _small("fusion")
+    with pytest.raises(ValueError, match=r"`path` must end in '.onnx'"):
+        kbm.compress.export_onnx(model, tmp_path / "m.bin")
+    with pytest.raises(ValueError, match="`batch_size` must be a positive integer or None"):
+        kbm.compress.export_onnx(model, tmp_path / "m.onnx", batch_size=0)
+    with pytest.raises(ValueError, match="needs a float32 model"):
+        kbm.compress.export_onnx(zoo.build("fusion", dtype="mixed_float16"), tmp_path / "m.onnx")
+    with pytest.raises(TypeError, match=r"`model` must be a keras\.Model"):
+        kbm.compress.export_onnx("model", tmp_path / "m.onnx")
+    with pytest.raises(FileNotFoundError, match="No ONNX file"):
+        kbm.compress.run_onnx(tmp_path / "missing.onnx", np.zeros((1, 10)))
+    assert os.listdir(tmp_path) == []
+
+
+# Dict outputs, and two named inputs through conv + LSTM + attention + fusion (a plain
+# LSTM is in the control below, the CNN in the quantization test).
+LITERT_PRESETS = ("multitask", "crossmodal")
+
+
+@pytest.mark.tensorflow_only
+def test_litert_interpreter_matches_keras(tmp_path):
+    for name in LITERT_PRESETS:
+        model = _small(name)
+        x = _inputs(model, batch=1)
+        path = kbm.compress.export_tflite(model, tmp_path / f"{name}.tflite", quantization=None)
+        feed = (
+            dict(
+                zip(sorted(t.name for t in keras.tree.flatten(model.input)), keras.tree.flatten(x))
+            )
+            if len(model.inputs) > 1
+            else x
+        )
+        for got, want in zip(kbm.compress.run_tflite(path, feed), _keras_outputs(model, x)):
+            np.testing.assert_allclose(got, want, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.tensorflow_only
+def test_litert_quantization_shrinks_the_file_and_keeps_outputs_close(tmp_path):
+    model = zoo.build("cnn", input_shape=(16, 16, 3))
+    x = _inputs(model, batch=1)
+    want = _keras_outputs(model, x)[0]
+    sizes = {}
+    for quantization, atol in ((None, 1e-5), ("float16", 2e-3), ("dynamic", 2e-2)):
+        path = kbm.compress.export_tflite(model, tmp_path / f"{quantization}.tflite", quantization)
+        sizes[quantization] = os.path.getsize(path)
+        np.testing.assert_allclose(kbm.compress.run_tflite(path, x)[0], want, atol=atol)
+    assert sizes["dynamic"] < 0.3 * sizes[None] and sizes["float16"] < 0.55 * sizes[None]
+
+
+@pytest.mark.tensorflow_only
+def test_plain_keras_litert_export_of_an_lstm_needs_flex_ops(tmp_path):
+    """Keras's own `export(format="litert")` with its default signature (unknown batch)
+    turns an LSTM into TensorFlow Flex ops, which the LiteRT interpreter cannot run;
+    export_tflite fixes the batch size and allows LiteRT's built-in ops only."""
+    inputs = keras.Input((4, 3), name="sequence")
+    model = keras.Model(inputs, keras.layers.LSTM(5)(inputs))
+    raw = str(tmp_path / "raw.tflite")
+    model.export(raw, format="litert", verbose=False)
+    x = np.random.default_rng(0).uniform(size=(1, 4, 3)).astype("float32")
+    with pytest.raises(RuntimeError, match=r"FlexTensorListReserve\) failed to prepare"):
+        kbm.compress.run_tflite(raw, x)
+    fixed = kbm.compress.export_tflite(model, tmp_path / "fixed.tflite", quantization=None)
+    np.testing.assert_allclose(kbm.compress.run_tflite(fixed, x)[0], model(x), atol=1e-5)
+
+
+@pytest.mark.tensorflow_only
+def test_export_tflite_errors(tmp_path):
+    model = _small("rnn")
+    with pytest.raises(ValueError, match="`quantization` must be one of"):
+        kbm.compress.export_tflite(model, tmp_path / "m.tflite", quantization="int2")
+    with pytest.raises(ValueError, match=r"`path` must end in '.tflite'"):
+        kbm.compress.export_tflite(model, tmp_path / "m.bin")
+    with pytest.raises(ValueError, match="`batch_size` must be a positive integer"):
+        kbm.compress.export_tflite(model, tmp_path / "m.tflite", batch_size=0)
+    with pytest.raises(ValueError, match="LiteRT needs static shapes"):
+        kbm.compress.export_tflite(zoo.build("rnn", input_shape=(None, 8)), tmp_path / "m.tflite")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.not_tensorflow
+def test_litert_conversion_says_it_needs_tensorflow(tmp_path):
+    with pytest.raises(UnsupportedBackendError, match="needs the TensorFlow backend"):
+        kbm.compress.export_tflite(_small("rnn"), tmp_path / "m.tflite")
