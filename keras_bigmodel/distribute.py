@@ -139,11 +139,7 @@ def _epoch_order(rows: int, epoch: int, shuffle: bool, seed: int | None) -> np.n
 
 def _local_rows(order: np.ndarray, steps: int, batch_size: int, start: int, stop: int):
     """The rows [start, stop) of each of `steps` global batches of `batch_size`."""
-    return (
-        order[: steps * batch_size]
-        .reshape(steps, batch_size)[:, start:stop]
-        .reshape(-1)
-    )
+    return order[: steps * batch_size].reshape(steps, batch_size)[:, start:stop].reshape(-1)
 
 
 # ------------------------------------------------------------------------- helpers
@@ -257,9 +253,7 @@ def _fit_plain(model, data, epochs, batch_size, steps, shuffle, seed):
             data,
             _epoch_order(_num_rows(data), epoch, shuffle, seed)[: steps * batch_size],
         )
-        logs = model.fit(
-            *part, batch_size=batch_size, epochs=1, shuffle=False, verbose=0
-        ).history
+        logs = model.fit(*part, batch_size=batch_size, epochs=1, shuffle=False, verbose=0).history
         _append(history, {k: v[-1] for k, v in logs.items()})
     return history
 
@@ -286,9 +280,7 @@ def _fit_tensorflow(model, data, epochs, batch_size, steps, shuffle, seed):
     def dataset_fn(context):
         dataset = tf.data.Dataset.from_tensor_slices(epoch_data["data"])
         dataset = dataset.shard(context.num_input_pipelines, context.input_pipeline_id)
-        return dataset.batch(
-            context.get_per_replica_batch_size(batch_size), drop_remainder=True
-        )
+        return dataset.batch(context.get_per_replica_batch_size(batch_size), drop_remainder=True)
 
     @tf.function
     def train_step(iterator):
@@ -325,9 +317,7 @@ def _jax_local_slice(distribution, batch_size, data) -> tuple[int, int]:
     first = np.asarray(keras.tree.flatten(data)[0])
     shape = (batch_size,) + first.shape[1:]
     sharding = distribution.get_data_layout(shape).backend_layout
-    slices = [
-        index[0] for index in sharding.addressable_devices_indices_map(shape).values()
-    ]
+    slices = [index[0] for index in sharding.addressable_devices_indices_map(shape).values()]
     starts = [s.start or 0 for s in slices]
     stops = [batch_size if s.stop is None else s.stop for s in slices]
     start, stop = min(starts), max(stops)
@@ -372,10 +362,7 @@ def _fit_torch(model, data, epochs, batch_size, steps, shuffle, seed):
         dist.all_reduce(parameter.grad)
         parameter.grad.div_(world)
 
-    hooks = [
-        v.value.register_post_accumulate_grad_hook(average)
-        for v in model.trainable_variables
-    ]
+    hooks = [v.value.register_post_accumulate_grad_hook(average) for v in model.trainable_variables]
     history: dict = {}
     try:
         for epoch in range(epochs):
@@ -392,9 +379,7 @@ def _fit_torch(model, data, epochs, batch_size, steps, shuffle, seed):
             ).history
             # Each process's logs cover its rows; their mean covers the global batches.
             names = sorted(logs)
-            values = torch.tensor(
-                [float(logs[k][-1]) for k in names], dtype=torch.float64
-            )
+            values = torch.tensor([float(logs[k][-1]) for k in names], dtype=torch.float64)
             dist.all_reduce(values)
             _append(history, dict(zip(names, (values / world).tolist())))
     finally:
@@ -472,8 +457,7 @@ def layout_map_for(
             keras.distribution.set_distribution(current)
         if not isinstance(model, keras.Model):
             raise TypeError(
-                f"`model_or_builder` must return a keras.Model. Received: "
-                f"{type(model).__name__}"
+                f"`model_or_builder` must return a keras.Model. Received: {type(model).__name__}"
             )
     else:
         raise TypeError(
@@ -482,11 +466,7 @@ def layout_map_for(
         )
     parts = mesh.shape[list(mesh.axis_names).index(model_axis)]
     candidates = sorted(
-        (
-            v
-            for v in model.weights
-            if len(v.shape) >= 2 and math.prod(v.shape) >= min_size
-        ),
+        (v for v in model.weights if len(v.shape) >= 2 and math.prod(v.shape) >= min_size),
         key=lambda v: -math.prod(v.shape),
     )
     layout_map = keras.distribution.LayoutMap(mesh)

@@ -203,9 +203,7 @@ def _collect(procs, deadline):
     reports = []
     for proc in procs:
         try:
-            stdout, stderr = proc.communicate(
-                timeout=max(1, deadline - time.monotonic())
-            )
+            stdout, stderr = proc.communicate(timeout=max(1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             for p in procs:
                 p.kill()
@@ -271,11 +269,7 @@ def test_two_worker_processes_on_every_backend(tmp_path):
         seed=1,
     )
     expected = reference.get_weights()
-    largest = {
-        v.path
-        for v in reference.weights
-        if len(v.shape) == 2 and np.prod(v.shape) >= 256
-    }
+    largest = {v.path for v in reference.weights if len(v.shape) == 2 and np.prod(v.shape) >= 256}
     reports = {b: _collect(procs, deadline) for b, procs in launched.items()}
 
     controls = {b: r[0]["control"] for b, r in reports.items()}
@@ -300,9 +294,7 @@ def test_two_worker_processes_on_every_backend(tmp_path):
             # both workers hold the very same weights ...
             np.testing.assert_array_equal(ours[0][f"arr_{i}"], ours[1][f"arr_{i}"])
             # ... which are those of one process taking the same global batches
-            np.testing.assert_allclose(
-                trained[i], want, atol=2e-5, err_msg=f"{backend} weight {i}"
-            )
+            np.testing.assert_allclose(trained[i], want, atol=2e-5, err_msg=f"{backend} weight {i}")
         reference.set_weights(trained)
         loss = _loss(reference, x, y)
         assert loss < 0.9 * initial_loss, (backend, initial_loss, loss)
