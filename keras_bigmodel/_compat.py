@@ -124,3 +124,26 @@ def get_keras_mask(x):
 def set_keras_mask(x, mask) -> None:
     """Attaches `mask` to an eager tensor, as Keras layers do for their outputs."""
     _set_keras_mask(x, mask)
+
+
+# ------------------------------------- shared objects while loading (kbm.multitask)
+_get_shared_object = _private("keras.src.saving.serialization_lib", "get_shared_object")
+_record_shared_object = _private(
+    "keras.src.saving.serialization_lib", "record_object_after_deserialization"
+)
+
+
+def shared_object(key):
+    """The object recorded under `key` during the `.keras` load in progress (Keras's
+    object-sharing scope), or None outside a load or when none was recorded."""
+    return _get_shared_object(key)
+
+
+def record_shared_object(key, obj) -> None:
+    """Records `obj` under `key` for the rest of the `.keras` load in progress, so that
+    an object deserialized later in the same file (e.g. a compiled loss) can find it;
+    does nothing outside a load."""
+    _record_shared_object(obj, key)
+
+
+__all__ += ["record_shared_object", "shared_object"]
