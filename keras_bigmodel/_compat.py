@@ -126,6 +126,66 @@ def set_keras_mask(x, mask) -> None:
     _set_keras_mask(x, mask)
 
 
+# ----------------------------------------------- loading security (kbm.security)
+_saving_lib_save = _private("keras.src.saving.saving_lib", "save_model")
+_model_from_config = _private("keras.src.saving.saving_lib", "_model_from_config")
+_global_state = _private("keras.src.backend.common", "global_state")
+# What Keras's deserializer searches, in its own iteration order, for a `builtins`
+# function entry, and the public APIs it refuses outright.
+BUILTIN_FUNCTION_MODULES = _private("keras.src.saving.serialization_lib", "BUILTIN_MODULES")
+NON_MODELING_APIS = _private("keras.src.saving.serialization_lib", "NON_MODELING_APIS")
+# The base of StringLookup and IntegerLookup (which read a vocabulary file named by
+# a string `vocabulary`).
+IndexLookup = _private("keras.src.layers.preprocessing.index_lookup", "IndexLookup")
+
+
+def save_model_to_file(model, fileobj) -> None:
+    """Keras's `.keras` writer, writing to an already open (binary, seekable) file."""
+    _saving_lib_save(model, fileobj)
+
+
+def model_from_config_json(config_json: str, custom_objects=None, compile=True, safe_mode=True):
+    """The model Keras's `.keras` loader builds from `config.json`, before it reads any
+    weights (with Keras's object-sharing scope, exactly as `load_model` does)."""
+    return _model_from_config(config_json, custom_objects, compile, safe_mode)
+
+
+def custom_object_scope_dict() -> dict:
+    """The objects of the `keras.saving.custom_object_scope` active in this thread."""
+    return _global_state.get_global_attribute("custom_objects_scope_dict", {}) or {}
+
+
+class deferred_variables_scope:
+    """A scope whose variables created in a `keras.StatelessScope` are forgotten on exit.
+
+    Keras keeps a global list of variables created without a value (inside a
+    `StatelessScope`) and gives them their values when the outermost such scope exits.
+    Inside this scope the list starts empty; on exit it is restored to what it was, so
+    the variables created here never get values and are freed with their layers."""
+
+    _KEY = "uninitialized_variables"
+
+    def __enter__(self):
+        self._before = _global_state.get_global_attribute(self._KEY)
+        _global_state.set_global_attribute(self._KEY, [])
+        return self
+
+    def __exit__(self, *exc_info):
+        _global_state.set_global_attribute(self._KEY, self._before)
+        return False
+
+
+__all__ += [
+    "BUILTIN_FUNCTION_MODULES",
+    "NON_MODELING_APIS",
+    "IndexLookup",
+    "custom_object_scope_dict",
+    "deferred_variables_scope",
+    "model_from_config_json",
+    "save_model_to_file",
+]
+
+
 # ------------------------------------- shared objects while loading (kbm.multitask)
 _get_shared_object = _private("keras.src.saving.serialization_lib", "get_shared_object")
 _record_shared_object = _private(
