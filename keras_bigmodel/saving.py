@@ -1,25 +1,48 @@
-"""Atomic saving and inspected, safe-mode loading of `.keras` files."""
+"""Atomic saving and checked, bounded, safe-mode loading of `.keras` files.
+
+`save_model` writes through `fileio.atomic_write`: a save that fails or is killed leaves
+the previous file intact. `load_model` opens the file once (a regular file only), runs
+`keras_bigmodel.security.inspect_archive` on it, and has Keras load that same open file
+under `security.loading_guard` (safe mode forced, no import of a module the file names).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import tempfile
 import warnings
 import zipfile
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import IO, Any
 
 import keras
 
+from keras_bigmodel import _compat, fileio
+from keras_bigmodel.fileio import atomic_path
 from keras_bigmodel.security import (
+    LoadLimits,
     ModelFileError,
+    ModelTooLargeError,
     UnsafeModelError,
     inspect_archive,
     is_hdf5,
+    loading_guard,
+    resolve_limits,
 )
 
-__all__ = ["ModelFileError", "UnsafeModelError", "atomic_path", "copy_model", "load_model",
-           "save_model"]
+__all__ = [
+    "LoadLimits",
+    "ModelFileError",
+    "ModelTooLargeError",
+    "UnsafeModelError",
+    "atomic_path",
+    "copy_model",
+    "load_model",
+    "load_model_from_file",
+    "save_model",
+]
 
 
 def _check_path(path: Any, arg: str = "path") -> str:
@@ -29,34 +52,6 @@ def _check_path(path: Any, arg: str = "path") -> str:
             f"of type {type(path).__name__}"
         )
     return os.fspath(path)
-
-
-@contextlib.contextmanager
-def atomic_path(path: str, suffix: str = "") -> Iterator[str]:
-    """Yields a temporary path beside `path`; renames it onto `path` on success.
-
-    If the body raises (an exception in serialization, a full disk, Ctrl-C), the
-    temporary file is removed and whatever was at `path` before is untouched.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"Cannot save to {path!r}: the directory {directory!r} does not exist")
-    fd, tmp = tempfile.mkstemp(
-        dir=directory, prefix=f".{os.path.basename(path)}.", suffix=f".tmp{suffix}"
-    )
-    os.close(fd)
-    try:
-        yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is not what a saved file should have
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
 
 
 def copy_model(model: keras.Model, name: str | None = None):
@@ -79,10 +74,11 @@ def copy_model(model: keras.Model, name: str | None = None):
 def save_model(model: keras.Model, path: str | os.PathLike, overwrite: bool = True) -> str:
     """Saves `model` to a `.keras` file atomically.
 
-    The model is written to a temporary file in the same directory, flushed to
-    disk and renamed onto `path`, so a failed save (an exception during
-    serialization, a full disk, an interrupt) leaves an existing file intact and
-    no stray files behind.
+    Keras writes the archive into a new temporary file beside `path` (never through a
+    symbolic link), which is flushed to disk and renamed onto `path`. A failed save
+    (an exception, a full disk, an interrupt, the process killed) leaves an existing
+    file intact and at most one temporary file, which the next save into that
+    directory removes.
 
     Args:
         model: A `keras.Model`.
@@ -91,6 +87,11 @@ def save_model(model: keras.Model, path: str | os.PathLike, overwrite: bool = Tr
 
     Returns:
         The path written, as a string.
+
+    Raises:
+        TypeError / ValueError: Bad arguments.
+        FileNotFoundError: The directory does not exist.
+        FileExistsError: `overwrite=False` and `path` exists.
 
     Example:
 
@@ -107,10 +108,10 @@ def save_model(model: keras.Model, path: str | os.PathLike, overwrite: bool = Tr
     path = _check_path(path)
     if not path.endswith(".keras"):
         raise ValueError(f"`path` must end in '.keras'. Received: path={path!r}")
-    if not overwrite and os.path.exists(path):
-        raise FileExistsError(f"{path!r} exists and overwrite=False")
-    with atomic_path(path, suffix=".keras") as tmp:
-        keras.saving.save_model(model, tmp)
+    if not isinstance(overwrite, bool):
+        raise TypeError(f"`overwrite` must be a bool. Received: overwrite={overwrite!r}")
+    with fileio.atomic_write(path, overwrite=overwrite) as f:
+        _compat.save_model_to_file(model, f)
     return path
 
 
@@ -119,40 +120,53 @@ def load_model(
     custom_objects: Mapping[str, Any] | None = None,
     compile: bool = True,
     trusted: bool = False,
+    limits: LoadLimits | None = None,
+    **limit_overrides: int | None,
 ) -> keras.Model:
-    """Loads a `.keras` file after checking that it holds nothing but a model.
+    """Loads a `.keras` file after checking that it holds nothing but a model that fits
+    the loading limits.
 
     The archive is inspected before anything is deserialized (see
-    `keras_bigmodel.security`): members, sizes, the weights file and every
-    object in the config are checked against an allow-list, and the file is then
-    loaded by Keras in `safe_mode` from the same open file, so what was checked
-    is what is loaded.
+    `keras_bigmodel.security`): members, sizes, the weights file and every object in
+    the config are checked against an allow-list and the `LoadLimits`, the model's
+    variables are counted without allocating them, and Keras then loads the same open
+    file with safe mode forced on, unable to import any module the file names.
 
     Args:
         path: Path of a `.keras` file.
         custom_objects: Extra classes or functions you trust, as for
             `keras.saving.load_model`.
         compile: Whether to compile the model as it was saved.
-        trusted: Only for legacy HDF5 (`.h5`) full-model files, which Keras
-            cannot load safely: pass `True` if and only if you trust the file's
-            author, since such a file can run code.
+        trusted: Only for legacy HDF5 (`.h5`) full-model files, which Keras cannot load
+            safely: pass `True` if and only if you trust the file's author, since such a
+            file can run code. It does not lift any check on `.keras` files.
+        limits: A `keras_bigmodel.LoadLimits` (default: `LoadLimits()`).
+        **limit_overrides: Individual limits to raise (or lower), e.g.
+            `max_params=2_000_000_000`; see `LoadLimits` for the names.
 
     Returns:
         The `keras.Model`.
 
     Raises:
-        UnsafeModelError: The file was refused (a `ValueError`); nothing in it
-            was executed and nothing was written.
+        UnsafeModelError: The file was refused (a `ValueError`); nothing in it was
+            executed and nothing was written. `ModelTooLargeError`, a subclass, names
+            the limit that was hit.
         ModelFileError: The file is corrupt or not a Keras model (a `ValueError`).
         FileNotFoundError: There is no file at `path`.
+        TypeError: Bad arguments (an unknown limit name, for instance).
+
+    Example:
+
+    ```python
+    model = kbm.load_model("model.keras")
+    big = kbm.load_model("big.keras", max_params=2_000_000_000)
+    ```
     """
     path = _check_path(path)
-    if custom_objects is not None and not isinstance(custom_objects, Mapping):
-        raise TypeError(
-            f"`custom_objects` must be a dict or None. Received: custom_objects={custom_objects!r}"
-        )
+    custom_objects = _check_custom_objects(custom_objects)
     if not isinstance(trusted, bool):
         raise TypeError(f"`trusted` must be a bool. Received: trusted={trusted!r}")
+    limits = resolve_limits(limits, limit_overrides)
     if os.path.isdir(path):
         raise ModelFileError(
             f"{path!r} is a directory; load a .keras file (or use zoo.load_preset for a "
@@ -160,56 +174,140 @@ def load_model(
         )
     if not os.path.exists(path):
         raise FileNotFoundError(f"No model file at {path!r}")
-    with open(path, "rb") as f:
+    try:
+        f = fileio.open_regular(path, follow_symlinks=True, max_bytes=limits.archive_bytes)
+    except fileio.UnsafePathError as e:
+        raise UnsafeModelError(f"{path}: {e.strerror}") from None
+    with f:
         head = f.read(8)
         f.seek(0)
         if is_hdf5(head):
             return _load_legacy_h5(path, custom_objects, compile, trusted)
-        report = inspect_archive(f, custom_objects=custom_objects, where=path)
-        f.seek(0)
-        if report.rewritten_config is None:
-            return _load_checked(f, path, custom_objects, compile)
-        with _with_config(f, report.rewritten_config) as patched:
-            return _load_checked(patched, path, custom_objects, compile)
+        return load_model_from_file(
+            f, where=path, custom_objects=custom_objects, compile=compile, limits=limits
+        )
+
+
+def _check_custom_objects(custom_objects):
+    if custom_objects is not None and not isinstance(custom_objects, Mapping):
+        raise TypeError(
+            f"`custom_objects` must be a dict or None. Received: custom_objects={custom_objects!r}"
+        )
+    return custom_objects
+
+
+def load_model_from_file(
+    f: IO[bytes],
+    *,
+    where: str,
+    custom_objects: Mapping[str, Any] | None = None,
+    compile: bool = True,
+    limits: LoadLimits | None = None,
+) -> keras.Model:
+    """`load_model` for an already open, seekable `.keras` file (e.g. one whose hash was
+    just checked from the same descriptor, as `zoo.load_preset` does).
+
+    Args:
+        f: The open binary file (left open; read from its start).
+        where: How to name the file in errors.
+        custom_objects, compile, limits: As for `load_model`.
+
+    Returns:
+        The `keras.Model`.
+
+    Raises:
+        As for `load_model`.
+    """
+    custom_objects = _check_custom_objects(custom_objects)
+    limits = resolve_limits(limits)
+    f.seek(0)
+    report = inspect_archive(f, custom_objects=custom_objects, where=where, limits=limits)
+    f.seek(0)
+    if report.rewritten_config is None:
+        return _load_checked(f, where, report, custom_objects, compile)
+    with _with_config(f, report.rewritten_config) as patched:
+        return _load_checked(patched, where, report, custom_objects, compile)
+
+
+class _Named(io.BufferedReader):
+    """A reader whose `name` only tells Keras where scratch files may go.
+
+    For weights over half the memory it assumes (1 GB without psutil), Keras extracts
+    them to a temporary directory beside `fileobj.name`; this puts it in the system's
+    temporary directory, not in the model file's (which a load must not write to)."""
+
+
+def _keras_view(f: IO[bytes]) -> io.BufferedReader:
+    raw = (
+        io.FileIO(f.fileno(), "rb", closefd=False) if hasattr(f, "fileno") and _has_fd(f) else None
+    )
+    if raw is None:
+        return f  # an in-memory or spooled copy: Keras reads it as is
+    raw.name = os.path.join(tempfile.gettempdir(), "keras-bigmodel-load.keras")
+    view = _Named(raw)
+    view.seek(f.tell())
+    return view
+
+
+def _has_fd(f) -> bool:
+    try:
+        f.fileno()
+        return True
+    except (OSError, io.UnsupportedOperation, AttributeError):
+        return False
 
 
 @contextlib.contextmanager
-def _with_config(f, config_json: bytes):
+def _with_config(f, config_json: bytes) -> Iterator[IO[bytes]]:
     """A copy of the archive `f` whose config.json is `config_json` (in memory up to
     64 MiB, then in an anonymous temporary file)."""
     with tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024) as copy:
         with zipfile.ZipFile(f) as source, zipfile.ZipFile(copy, "w") as target:
             for info in source.infolist():
-                data = config_json if info.filename == "config.json" else source.read(info)
-                target.writestr(info, data)
+                if info.filename == "config.json":
+                    target.writestr(info, config_json)
+                    continue
+                with source.open(info) as src, target.open(info, "w", force_zip64=True) as dst:
+                    while chunk := src.read(1024 * 1024):
+                        dst.write(chunk)
         copy.seek(0)
         yield copy
 
 
-def _load_checked(f, path, custom_objects, compile):
+def _load_checked(f, where: str, report, custom_objects, compile):
+    view = _keras_view(f)
     try:
-        try:
-            from keras.src.saving import saving_lib
-        except ImportError:  # a Keras without this module: load by path instead
-            return keras.saving.load_model(
-                path, custom_objects=custom_objects, compile=compile, safe_mode=True
-            )
-        # Loading from the very file object we inspected closes the window in which
-        # the file could be swapped between the check and the load.
-        with warnings.catch_warnings():
-            # A compiled model saved before training has an unbuilt optimizer (its 2
-            # variables: iterations, learning rate); Keras warns that the rebuilt one
-            # has more, though there was no state to restore.
-            warnings.filterwarnings(
-                "ignore", message=r"Skipping variable loading for optimizer .* the saved "
-                r"optimizer has 2 variables")
-            return saving_lib.load_model(
-                f, custom_objects=custom_objects, compile=compile, safe_mode=True
-            )
-    except (UnsafeModelError, MemoryError):
-        raise
-    except Exception as e:
-        raise ModelFileError(f"{path}: Keras could not rebuild the model: {e}") from e
+        with loading_guard(report.modules, where) as blocker:
+            try:
+                with warnings.catch_warnings():
+                    # A compiled model saved before training has an unbuilt optimizer (its
+                    # 2 variables: iterations, learning rate); Keras warns that the
+                    # rebuilt one has more, though there was no state to restore.
+                    warnings.filterwarnings(
+                        "ignore",
+                        message=r"Skipping variable loading for optimizer .* the "
+                        r"saved optimizer has 2 variables",
+                    )
+                    return _compat.load_model_from_file(
+                        view, custom_objects=custom_objects, compile=compile, safe_mode=True
+                    )
+            except UnsafeModelError:
+                raise
+            except (MemoryError, RecursionError) as e:
+                what = "memory" if isinstance(e, MemoryError) else "recursion depth"
+                size = f" ({report.declared.params:,} parameters)" if report.declared else ""
+                raise ModelFileError(
+                    f"{where}: Keras ran out of {what} rebuilding the model{size}"
+                ) from None
+            except Exception as e:
+                if blocker.refused:
+                    raise UnsafeModelError(
+                        f"{where}: loading tried to import {blocker.refused[0]!r}; refused"
+                    ) from None
+                raise ModelFileError(f"{where}: Keras could not rebuild the model: {e}") from e
+    finally:
+        if view is not f:
+            view.detach()
 
 
 def _load_legacy_h5(path, custom_objects, compile, trusted):
