@@ -106,13 +106,9 @@ def open_regular(
         fd = os.open(path, flags)
     except OSError as e:
         if e.errno == errno.ELOOP and not follow_symlinks:
-            raise UnsafePathError(
-                errno.ELOOP, "is a symbolic link; refused", path
-            ) from None
+            raise UnsafePathError(errno.ELOOP, "is a symbolic link; refused", path) from None
         if e.errno in (errno.ENXIO, errno.EISDIR):  # a FIFO without writer, a directory
-            raise UnsafePathError(
-                e.errno, "is not a regular file; refused", path
-            ) from None
+            raise UnsafePathError(e.errno, "is not a regular file; refused", path) from None
         raise
     try:
         info = os.fstat(fd)
@@ -159,16 +155,12 @@ def read_bounded(
     ```
     """
     if isinstance(source, (str, os.PathLike)):
-        with open_regular(
-            source, follow_symlinks=follow_symlinks, max_bytes=max_bytes
-        ) as f:
+        with open_regular(source, follow_symlinks=follow_symlinks, max_bytes=max_bytes) as f:
             return read_bounded(f, max_bytes)
     data = source.read(max_bytes + 1)
     if len(data) > max_bytes:
         name = getattr(source, "name", "<file>")
-        raise UnsafePathError(
-            errno.EFBIG, f"is larger than the {max_bytes}-byte limit", name
-        )
+        raise UnsafePathError(errno.EFBIG, f"is larger than the {max_bytes}-byte limit", name)
     return data
 
 
@@ -185,9 +177,7 @@ def _check_destination(path: str, overwrite: bool) -> str:
     except FileNotFoundError:
         return directory
     if stat.S_ISDIR(info.st_mode):
-        raise IsADirectoryError(
-            errno.EISDIR, "Cannot write a file over a directory", path
-        )
+        raise IsADirectoryError(errno.EISDIR, "Cannot write a file over a directory", path)
     if not overwrite:
         raise FileExistsError(errno.EEXIST, "exists and overwrite=False", path)
     return directory
@@ -202,9 +192,7 @@ def _new_temporary(directory: str, base: str, suffix: str) -> tuple[int, str]:
     """A new locked temporary file; retried if a concurrent clean-up removed it between
     its creation and its lock (its inode no longer matches the name)."""
     for _ in range(3):
-        fd, tmp = tempfile.mkstemp(
-            dir=directory, prefix=f".{base}.", suffix=TEMP_MARKER + suffix
-        )
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{base}.", suffix=TEMP_MARKER + suffix)
         try:
             _lock(fd)
             if os.stat(tmp, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
@@ -249,16 +237,12 @@ def _finish(fd: int, tmp: str, path: str, overwrite: bool) -> None:
         try:
             os.link(tmp, path)  # fails if anything (even a dangling link) is at `path`
         except FileExistsError:
-            raise FileExistsError(
-                errno.EEXIST, "exists and overwrite=False", path
-            ) from None
+            raise FileExistsError(errno.EEXIST, "exists and overwrite=False", path) from None
         except OSError as e:  # pragma: no cover (file systems without hard links)
             if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV):
                 raise
             if os.path.lexists(path):
-                raise FileExistsError(
-                    errno.EEXIST, "exists and overwrite=False", path
-                ) from None
+                raise FileExistsError(errno.EEXIST, "exists and overwrite=False", path) from None
             os.replace(tmp, path)
         else:
             os.remove(tmp)
@@ -266,9 +250,7 @@ def _finish(fd: int, tmp: str, path: str, overwrite: bool) -> None:
 
 
 @contextlib.contextmanager
-def _temporary(
-    path: str | os.PathLike, suffix: str, overwrite: bool
-) -> Iterator[tuple[int, str]]:
+def _temporary(path: str | os.PathLike, suffix: str, overwrite: bool) -> Iterator[tuple[int, str]]:
     path = os.fspath(path)
     directory = _check_destination(path, overwrite)
     clean_stale_temporaries(directory)
@@ -331,9 +313,7 @@ def atomic_write(
         raise ValueError(f"`mode` must be 'wb' or 'w'. Received: mode={mode!r}")
     with _temporary(path, "", overwrite) as (fd, _):
         raw = io.FileIO(fd, "r+b", closefd=False)
-        raw.name = os.path.join(
-            tempfile.gettempdir(), os.path.basename(os.fspath(path))
-        )
+        raw.name = os.path.join(tempfile.gettempdir(), os.path.basename(os.fspath(path)))
         binary = io.BufferedRandom(raw)
         stream = (
             binary
@@ -383,9 +363,7 @@ def atomic_path(
         yield tmp
 
 
-def write_json_atomic(
-    path: str | os.PathLike, obj: Any, *, indent: int = 2, **kwargs
-) -> str:
+def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int = 2, **kwargs) -> str:
     """Writes `obj` as JSON to `path` atomically (see `atomic_write`); returns the path.
 
     Example:
