@@ -1,9 +1,13 @@
 """AttentionLayer against the documents' implementation and its own Dense projection.
 
-Three models on the same input, timed interleaved: our `AttentionLayer`; the
+Four models on the same input, timed interleaved: our `AttentionLayer`; the
 documents' `AttentionLayer` exactly as they wrote it (ported to Keras 3 ops below);
-and the unavoidable part of the work, the `W` projection alone (a `Dense(units)` on
-every time step). Training steps and inference, without XLA and with it.
+the same additive attention written as bare `keras.ops` calls on four weights (the
+least any implementation of this formula does: no sublayers, masks, casts or
+dropout); and the unavoidable part of the work, the `W` projection alone (a
+`Dense(units)` on every time step). Training steps and inference, without and with
+the backend's compiler (`jit_compile`: XLA on TensorFlow and JAX, torch.compile on
+PyTorch; without it, JAX and PyTorch run eagerly, TensorFlow as a graph).
 """
 
 from __future__ import annotations
@@ -32,6 +36,26 @@ class DocumentsAttentionLayer(keras.layers.Layer):
         return context_vector
 
 
+class BareAttention(keras.layers.Layer):
+    """softmax_t(v . tanh(W x_t + b) + c) pooled over x: the formula, nothing else."""
+
+    def __init__(self, units):
+        super().__init__()
+        self.units = units
+
+    def build(self, input_shape):
+        features = input_shape[-1]
+        self.w = self.add_weight(shape=(features, self.units), initializer="glorot_uniform")
+        self.b = self.add_weight(shape=(self.units,), initializer="zeros")
+        self.v = self.add_weight(shape=(self.units,), initializer="glorot_uniform")
+        self.c = self.add_weight(shape=(), initializer="zeros")
+
+    def call(self, inputs):
+        hidden = ops.tanh(ops.matmul(inputs, self.w) + self.b)
+        weights = ops.softmax(ops.matmul(hidden, self.v) + self.c, axis=-1)
+        return ops.squeeze(ops.matmul(ops.expand_dims(weights, 1), inputs), axis=1)
+
+
 SHAPES = {
     "small": {"batch": 64, "time": 32, "features": 64, "units": 32},
     "large": {"batch": 256, "time": 512, "features": 256, "units": 128},
@@ -44,6 +68,8 @@ def _model(kind, s, jit):
         outputs = AttentionLayer(s["units"])(inputs)
     elif kind == "documents":
         outputs = DocumentsAttentionLayer(s["units"])(inputs)
+    elif kind == "bare":
+        outputs = BareAttention(s["units"])(inputs)
     else:
         outputs = keras.layers.Dense(s["units"])(inputs)
     model = keras.Model(inputs, outputs)
@@ -59,31 +85,74 @@ def run(quick: bool = False) -> list[dict]:
         x = rng.normal(size=(s["batch"], s["time"], s["features"])).astype("float32")
         reps = 5 if quick else (20 if shape_name == "small" else 8)
         for jit in (False, True):
-            models = {k: _model(k, s, jit) for k in ("ours", "documents", "projection")}
-            targets = {k: np.zeros((s["batch"],) + tuple(m.output.shape[1:]), "float32")
-                       for k, m in models.items()}
+            models = {k: _model(k, s, jit) for k in KINDS}
+            targets = {
+                k: np.zeros((s["batch"],) + tuple(m.output.shape[1:]), "float32")
+                for k, m in models.items()
+            }
             for phase in ("train step", "inference"):
                 if phase == "train step":
-                    fns = {k: (lambda m=m, y=targets[k]: m.train_on_batch(x, y)) for k, m in models.items()}
+                    fns = {
+                        k: (lambda m=m, x=x, y=targets[k]: m.train_on_batch(x, y))
+                        for k, m in models.items()
+                    }
                 else:
-                    fns = {k: (lambda m=m: m.predict_on_batch(x)) for k, m in models.items()}
-                times = interleaved(fns, reps=reps, warmup=2)
-                results.append({
-                    "shape": shape_name, **s, "xla": jit, "phase": phase,
-                    "seconds": {k: median(v) for k, v in times.items()},
-                    "vs_documents": ratio(times, "ours", "documents"),
-                    "vs_projection": ratio(times, "ours", "projection"),
-                    "documents_vs_projection": ratio(times, "documents", "projection"),
-                })
+                    fns = {k: (lambda m=m, x=x: m.predict_on_batch(x)) for k, m in models.items()}
+                entry = {"shape": shape_name, **s, "xla": jit, "phase": phase}
+                try:
+                    times = interleaved(fns, reps=reps, warmup=2)
+                except Exception as e:  # e.g. a compiler that cannot handle a model
+                    results.append({**entry, "error": f"{type(e).__name__}: {str(e)[:300]}"})
+                    continue
+                results.append(
+                    {
+                        **entry,
+                        "seconds": {k: median(v) for k, v in times.items()},
+                        "vs_documents": ratio(times, "ours", "documents"),
+                        "vs_projection": ratio(times, "ours", "projection"),
+                        "vs_bare": ratio(times, "ours", "bare"),
+                        "bare_vs_projection": ratio(times, "bare", "projection"),
+                        "documents_vs_projection": ratio(times, "documents", "projection"),
+                    }
+                )
     return results
 
 
+KINDS = ("ours", "documents", "bare", "projection")
+
+
 def rows(results):
-    return [[r["shape"], "XLA" if r["xla"] else "no XLA", r["phase"],
-             f"{r['seconds']['ours'] * 1e3:.2f}", fmt_ratio(r["vs_documents"]),
-             fmt_ratio(r["vs_projection"]), fmt_ratio(r["documents_vs_projection"])]
-            for r in results]
+    out = []
+    for r in results:
+        head = [r["shape"], "jit" if r["xla"] else "no jit", r["phase"]]
+        if "error" in r:
+            out.append(head + [r["error"][:60]] + ["-"] * 5)
+            continue
+        out.append(
+            head
+            + [f"{r['seconds']['ours'] * 1e3:.2f}"]
+            + [
+                fmt_ratio(r[k])
+                for k in (
+                    "vs_documents",
+                    "vs_bare",
+                    "vs_projection",
+                    "bare_vs_projection",
+                    "documents_vs_projection",
+                )
+            ]
+        )
+    return out
 
 
-HEADERS = ["shape", "compile", "phase", "ours ms", "ours/documents", "ours/projection",
-           "documents/projection"]
+HEADERS = [
+    "shape",
+    "compile",
+    "phase",
+    "ours ms",
+    "ours/documents",
+    "ours/bare",
+    "ours/projection",
+    "bare/projection",
+    "documents/projection",
+]

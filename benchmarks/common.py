@@ -6,11 +6,15 @@ import math
 import platform
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
-def interleaved(fns: dict[str, Callable[[], object]], reps: int, warmup: int = 2,
-                min_sample_seconds: float = 0.05) -> dict:
+def interleaved(
+    fns: dict[str, Callable[[], object]],
+    reps: int,
+    warmup: int = 2,
+    min_sample_seconds: float = 0.05,
+) -> dict:
     """Times each function `reps` times, round-robin, after `warmup` calls each.
 
     Interleaving puts every variant under the same background load, so their ratio
@@ -53,6 +57,32 @@ def fmt_ratio(r: dict) -> str:
     return f"{r['median']:.3f}x [{r['q1']:.2f}-{r['q3']:.2f}]"
 
 
+def backend() -> str:
+    import keras
+
+    return keras.backend.backend()
+
+
+def _lscpu() -> dict:
+    """The processor as `lscpu` names it (model, cores, caches), if lscpu exists."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    wanted = (
+        "Model name",
+        "CPU(s)",
+        "Thread(s) per core",
+        "L2 cache",
+        "L3 cache",
+        "Hypervisor vendor",
+    )
+    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    return {k: fields[k].strip() for k in wanted if k in fields}
+
+
 def machine() -> dict:
     cpu = platform.processor() or "unknown"
     try:
@@ -64,17 +94,28 @@ def machine() -> dict:
     except OSError:
         pass
     import os
+    from importlib import metadata
 
     import keras
 
-    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "keras": keras.__version__, "backend": keras.backend.backend()}
-    try:
-        import tensorflow as tf
+    info = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "keras": keras.__version__,
+        "backend": keras.backend.backend(),
+        "lscpu": _lscpu(),
+    }
+    if info["backend"] == "torch":
+        import torch
 
-        info["tensorflow"] = tf.__version__
-    except ImportError:
-        pass
+        info["torch_threads"] = torch.get_num_threads()
+    package = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[info["backend"]]
+    for name in (package, "onnxruntime", "ai-edge-litert"):
+        try:  # from package metadata: importing TensorFlow here would skew the others
+            info[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
     return info
 
 

@@ -79,8 +79,9 @@ def _python(script, backend, *args):
     env = {**os.environ, "KERAS_BACKEND": backend}
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
-                          env=env)
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, env=env
+    )
     return done
 
 
@@ -93,5 +94,6 @@ def run(quick: bool = False) -> dict:
         done = _python(RSS_SCRIPT, "tensorflow", kind)
         if "RSS" in done.stdout:
             result[f"{kind}_tf_graph_train_peak_rss_growth_bytes"] = json.loads(
-                done.stdout.split("RSS", 1)[1])
+                done.stdout.split("RSS", 1)[1]
+            )
     return result
