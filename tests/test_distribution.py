@@ -310,3 +310,59 @@ def test_two_worker_processes_on_every_backend(tmp_path):
     ), jax_report
     assert jax_report["model_parallel_vs_data_parallel"] <= 1e-5, jax_report
     print({b: [r["seconds"] for r in pair] for b, pair in reports.items()})
+
+
+@pytest.mark.tensorflow_only  # the one-process path is the same code on every backend
+def test_fit_distributed_in_one_process_is_fit_on_whole_batches():
+    x, y = _data()
+    keras.utils.set_random_seed(0)
+    ours = zoo.build(PRESET["name"], **PRESET["overrides"])
+    plain = zoo.build(PRESET["name"], **PRESET["overrides"])
+    plain.set_weights(ours.get_weights())
+    history = distribute.fit_distributed(ours, x, y, epochs=2, batch_size=16, shuffle=False)
+    expected = plain.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0).history
+    assert distribute.process_count() == 1 and distribute.process_index() == 0
+    np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-6)
+    for a, b in zip(ours.get_weights(), plain.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_fit_distributed_errors():
+    x, y = _data()
+    model = zoo.build(PRESET["name"], **PRESET["overrides"])
+    with pytest.raises(ValueError, match=r"`batch_size` must be at most the number of rows \(64\)"):
+        distribute.fit_distributed(model, x, y, batch_size=65)
+    with pytest.raises(
+        ValueError, match=r"`epochs` must be a positive integer\. Received: epochs=0"
+    ):
+        distribute.fit_distributed(model, x, y, epochs=0)
+    with pytest.raises(ValueError, match="same number of rows"):
+        distribute.fit_distributed(model, x[:10], y)
+    uncompiled = zoo.build(PRESET["name"], **PRESET["overrides"], compile=False)
+    with pytest.raises(RuntimeError, match="must be compiled"):
+        distribute.fit_distributed(uncompiled, x, y)
+
+
+def test_layout_map_for_splits_the_largest_kernels_only():
+    mesh = keras.distribution.DeviceMesh((1, 2), ("batch", "model"), devices=["cpu:0", "cpu:1"])
+
+    def build():
+        return zoo.build(PRESET["name"], **PRESET["overrides"], compile=False)
+
+    layout = distribute.layout_map_for(build, mesh, min_size=256)
+    model = build()
+    split = {v.path: tuple(layout[v.path].axes) for v in model.weights if layout[v.path]}
+    # the trunk (16 x 32) and task1 (32 x 10) kernels; task2's (32 x 5) and the biases stay
+    assert split == {
+        v.path: (None, "model") for v in model.weights if v.shape in ((16, 32), (32, 10))
+    }, split
+    assert len(split) == 2 and layout["x" + next(iter(split))] is None  # anchored keys
+    assert len(distribute.layout_map_for(model, mesh, min_size=256, max_kernels=1)) == 1
+    with pytest.raises(ValueError, match=r"`model_axis` must be one of the mesh's axes"):
+        distribute.layout_map_for(model, mesh, model_axis="tensor")
+    with pytest.raises(ValueError, match="No weight of model"):
+        distribute.layout_map_for(model, mesh)  # nothing has 1,024 values
+    with pytest.raises(TypeError, match=r"`mesh` must be a keras\.distribution\.DeviceMesh"):
+        distribute.layout_map_for(model, "mesh")
+    with pytest.raises(TypeError, match=r"must return a keras\.Model"):
+        distribute.layout_map_for(lambda: None, mesh)
