@@ -8,11 +8,11 @@ training (see `keras_bigmodel.layers.ImageAugmentation`).
 from __future__ import annotations
 
 import numbers
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 
-from keras_bigmodel.layers import _utils as u
+from keras_bigmodel import validation as v
 from keras_bigmodel.layers.image_augmentation import ImageAugmentation
 
 FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
@@ -33,6 +33,7 @@ def image_augmentation(
     resize: Sequence[int] | None = None,
     seed: int | None = None,
     name: str = "image_augmentation",
+    dtype=None,
 ) -> ImageAugmentation:
     """An augmentation block for images of shape `(batch, height, width, channels)`.
 
@@ -54,6 +55,8 @@ def image_augmentation(
             inference too, because the rest of the model depends on the size.
         seed: Optional integer seed, for reproducible augmentation.
         name: The block's name.
+        dtype: Optional dtype policy of the block and its layers (e.g.
+            `"mixed_float16"`).
 
     Returns:
         An `ImageAugmentation` (a `keras.Sequential`) to call on image tensors or
@@ -75,28 +78,33 @@ def image_augmentation(
     translation = _factor("translation", translation)
     contrast = _factor("contrast", contrast)
     if flip is not None:
-        u.check_choice("flip", flip, FLIP_MODES)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ValueError(f"`seed` must be an integer or None. Received: seed={seed!r}")
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"`name` must be a non-empty string. Received: name={name!r}")
+        v.check_choice("flip", flip, FLIP_MODES)
+    v.check_seed("seed", seed)
+    v.check_name("name", name)
+    v.check_dtype_policy("dtype", dtype)
 
     layers = []
     if resize is not None:
-        height, width = u.check_shape("resize", resize, 2, 2)
-        layers.append(keras.layers.Resizing(height, width, name="resize"))
+        height, width = v.check_shape("resize", resize, 2, 2)
+        layers.append(keras.layers.Resizing(height, width, name="resize", dtype=dtype))
     if flip:
-        layers.append(keras.layers.RandomFlip(flip, seed=seed, name="flip"))
+        layers.append(keras.layers.RandomFlip(flip, seed=seed, name="flip", dtype=dtype))
     if rotation:
-        layers.append(keras.layers.RandomRotation(rotation, seed=seed, name="rotation"))
+        layers.append(
+            keras.layers.RandomRotation(rotation, seed=seed, name="rotation", dtype=dtype)
+        )
     if zoom:
-        layers.append(keras.layers.RandomZoom(zoom, seed=seed, name="zoom"))
+        layers.append(keras.layers.RandomZoom(zoom, seed=seed, name="zoom", dtype=dtype))
     if translation:
         layers.append(
-            keras.layers.RandomTranslation(translation, translation, seed=seed, name="translation")
+            keras.layers.RandomTranslation(
+                translation, translation, seed=seed, name="translation", dtype=dtype
+            )
         )
     if contrast:
-        layers.append(keras.layers.RandomContrast(contrast, seed=seed, name="contrast"))
+        layers.append(
+            keras.layers.RandomContrast(contrast, seed=seed, name="contrast", dtype=dtype)
+        )
     if not layers:
         raise ValueError(
             "image_augmentation() got nothing to do: every transform is disabled "

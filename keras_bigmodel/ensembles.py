@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 
 from keras_bigmodel.layers import Fusion, FusionConcat
-from keras_bigmodel.preconditions import check_model
+from keras_bigmodel.models import PresetModel, provenance
 from keras_bigmodel.saving import copy_model
+from keras_bigmodel.validation import check_model
 
 ENSEMBLE_MODES = ("average", "weighted", "concat")
 
@@ -39,9 +40,10 @@ def ensemble(
         name: The ensemble model's name.
 
     Returns:
-        An uncompiled functional `keras.Model` whose prediction is the fused
-        prediction; it saves and reloads like any model (the members are nested
-        inside it; members with clashing names are copied under new names).
+        An uncompiled functional `keras.Model` (a `PresetModel` whose record names
+        the fusion mode and each member's own preset record) whose prediction is
+        the fused prediction; it saves and reloads like any model (the members are
+        nested inside it; members with clashing names are copied under new names).
 
     Example:
 
@@ -62,8 +64,13 @@ def ensemble(
     if mode not in ENSEMBLE_MODES:
         raise ValueError(f"`mode` must be one of {list(ENSEMBLE_MODES)}. Received: mode={mode!r}")
     if weights is not None and mode != "weighted":
-        raise ValueError(f"`weights` only applies to mode='weighted'. Received: weights={weights!r}, mode={mode!r}")
-    if weights is not None and (not isinstance(weights, (list, tuple)) or len(weights) != len(models)):
+        raise ValueError(
+            "`weights` only applies to mode='weighted'. "
+            f"Received: weights={weights!r}, mode={mode!r}"
+        )
+    if weights is not None and (
+        not isinstance(weights, (list, tuple)) or len(weights) != len(models)
+    ):
         raise ValueError(
             f"`weights` must be a list of {len(models)} positive numbers, one per model. "
             f"Received: weights={weights!r}"
@@ -78,8 +85,11 @@ def ensemble(
                 f"{_signature(first.inputs)}, models[{i}] takes {_signature(model.inputs)}"
             )
         same_structure = isinstance(model.output, dict) == isinstance(first.output, dict) and (
-            not isinstance(first.output, dict) or sorted(model.output) == sorted(first.output))
-        if not same_structure or len(keras.tree.flatten(model.output)) != len(keras.tree.flatten(first.output)):
+            not isinstance(first.output, dict) or sorted(model.output) == sorted(first.output)
+        )
+        if not same_structure or len(keras.tree.flatten(model.output)) != len(
+            keras.tree.flatten(first.output)
+        ):
             raise ValueError(f"models[{i}] has outputs structured differently from models[0]")
         if mode != "concat" and _signature(model.output) != _signature(first.output):
             raise ValueError(
@@ -96,7 +106,8 @@ def ensemble(
         members.append(model)
 
     inputs = keras.tree.map_structure(
-        lambda t: keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t.name), first.input)
+        lambda t: keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t.name), first.input
+    )
     outputs = [member(inputs) for member in members]
 
     def fuse(key):
@@ -106,11 +117,21 @@ def ensemble(
             return FusionConcat(name=f"{name}_concat{suffix}")(branches)
         if mode == "average":
             return Fusion("mean", name=f"{name}_average{suffix}")(branches)
-        return Fusion("weighted", branch_weights=weights, trainable=trainable_weights,
-                      name=f"{name}_weighted{suffix}")(branches)
+        return Fusion(
+            "weighted",
+            branch_weights=weights,
+            trainable=trainable_weights,
+            name=f"{name}_weighted{suffix}",
+        )(branches)
 
     if isinstance(outputs[0], dict):
         fused = {key: fuse(key) for key in outputs[0]}
     else:
         fused = fuse(None)
-    return keras.Model(inputs, fused, name=name)
+    # The ensemble's own record: how it fuses, and what each member's file says it is.
+    record = {
+        "name": "ensemble",
+        "config": {"mode": mode, "weights": weights, "trainable_weights": trainable_weights},
+        "members": [provenance(member) for member in members],
+    }
+    return PresetModel(inputs, fused, name=name, preset=record)

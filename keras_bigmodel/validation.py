@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import keras
 
@@ -55,14 +56,23 @@ def check_positive_int(name: str, value: Any, allow_none: bool = False) -> int |
     return int(value)
 
 
-def check_number(name: str, value: Any, minimum: float | None = None,
-                 maximum: float | None = None, min_inclusive: bool = True,
-                 max_inclusive: bool = True, allow_none: bool = False) -> float | None:
+def check_number(
+    name: str,
+    value: Any,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    min_inclusive: bool = True,
+    max_inclusive: bool = True,
+    allow_none: bool = False,
+) -> float | None:
     """`value` as a finite `float` within the given bounds."""
     if value is None and allow_none:
         return None
-    ok = (not isinstance(value, bool) and isinstance(value, numbers.Real)
-          and math.isfinite(float(value)))
+    ok = (
+        not isinstance(value, bool)
+        and isinstance(value, numbers.Real)
+        and math.isfinite(float(value))
+    )
     if ok and minimum is not None:
         ok = value >= minimum if min_inclusive else value > minimum
     if ok and maximum is not None:
@@ -97,9 +107,7 @@ def check_choice(name: str, value: Any, allowed: Iterable[str]) -> str:
     """`value` if it is one of `allowed`."""
     allowed = tuple(allowed)
     if not isinstance(value, str) or value not in allowed:
-        raise ValueError(
-            f"`{name}` must be one of {list(allowed)}. Received: {name}={value!r}"
-        )
+        raise ValueError(f"`{name}` must be one of {list(allowed)}. Received: {name}={value!r}")
     return value
 
 
@@ -145,8 +153,9 @@ def check_int_tuple(name: str, value: Any) -> tuple[int, ...]:
         ) from None
 
 
-def check_shape(name: str, value: Any, min_rank: int = 1, max_rank: int | None = None,
-                allow_none: bool = False) -> tuple:
+def check_shape(
+    name: str, value: Any, min_rank: int = 1, max_rank: int | None = None, allow_none: bool = False
+) -> tuple:
     """`value` as a shape tuple (no batch axis) of positive ints (or None)."""
     ok = isinstance(value, (list, tuple)) and min_rank <= len(value) <= (max_rank or len(value))
     if ok:
@@ -156,8 +165,11 @@ def check_shape(name: str, value: Any, min_rank: int = 1, max_rank: int | None =
             if isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1:
                 ok = False
     if not ok:
-        rank = f"{min_rank}" if max_rank == min_rank else (
-            f"{min_rank} to {max_rank}" if max_rank else f"{min_rank} or more")
+        rank = (
+            f"{min_rank}"
+            if max_rank == min_rank
+            else (f"{min_rank} to {max_rank}" if max_rank else f"{min_rank} or more")
+        )
         dims = "positive integers or None" if allow_none else "positive integers"
         raise ValueError(
             f"`{name}` must be a shape (without the batch axis) of rank {rank}, made of "
@@ -189,31 +201,42 @@ def _resolve(name: str, value: Any, getter, what: str):
 
 def check_activation(name: str, value: Any):
     """An activation name or callable, resolved by Keras."""
-    return _resolve(name, value, keras.activations.get,
-                    "the name of a Keras activation (e.g. 'relu', 'softmax') or a callable")
+    return _resolve(
+        name,
+        value,
+        keras.activations.get,
+        "the name of a Keras activation (e.g. 'relu', 'softmax') or a callable",
+    )
 
 
 def check_initializer(name: str, value: Any):
-    return _resolve(name, value, keras.initializers.get,
-                    "a Keras initializer name, config or instance")
+    return _resolve(
+        name, value, keras.initializers.get, "a Keras initializer name, config or instance"
+    )
 
 
 def check_regularizer(name: str, value: Any):
-    return _resolve(name, value, keras.regularizers.get,
-                    "a Keras regularizer name, config, instance or None")
+    return _resolve(
+        name, value, keras.regularizers.get, "a Keras regularizer name, config, instance or None"
+    )
 
 
 def check_constraint(name: str, value: Any):
-    return _resolve(name, value, keras.constraints.get,
-                    "a Keras constraint name, config, instance or None")
+    return _resolve(
+        name, value, keras.constraints.get, "a Keras constraint name, config, instance or None"
+    )
 
 
 def check_dtype_policy(name: str, value: Any):
     """`None` or anything `keras.dtype_policies.get` accepts (e.g. 'mixed_float16')."""
     if value is None:
         return None
-    _resolve(name, value, keras.dtype_policies.get,
-             "None or a dtype policy such as 'float32', 'mixed_float16' or 'mixed_bfloat16'")
+    _resolve(
+        name,
+        value,
+        keras.dtype_policies.get,
+        "None or a dtype policy such as 'float32', 'mixed_float16' or 'mixed_bfloat16'",
+    )
     return value
 
 
@@ -229,8 +252,13 @@ def check_model(model: Any, name: str = "model") -> keras.Model:
 
 
 # ------------------------------------------------------------- shapes in layers
-def check_rank(layer: keras.layers.Layer, shape, min_rank: int, max_rank: int | None = None,
-               arg: str = "inputs") -> None:
+def check_rank(
+    layer: keras.layers.Layer,
+    shape,
+    min_rank: int,
+    max_rank: int | None = None,
+    arg: str = "inputs",
+) -> None:
     """Raises a ValueError naming the layer and argument if `shape` has the wrong rank."""
     rank = len(shape)
     if rank < min_rank or (max_rank is not None and rank > max_rank):

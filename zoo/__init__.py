@@ -2,16 +2,16 @@
 
 ```python
 import zoo
-zoo.list_presets()            # ['attention_rnn', 'cnn', 'crossmodal', 'fusion', 'multitask', 'rnn']
+zoo.list_presets()            # ['attention_rnn', 'cnn', 'crossmodal', 'fusion', 'multitask', ...]
 model = zoo.build("cnn", input_shape=(8, 8, 1))
 zoo.save_preset(model, "my_cnn/")
 model = zoo.load_preset("my_cnn/")
 ```
 
-Each family of presets lives in its own module and registers itself on import.
+Each preset is one file in `zoo/presets/` and registers itself on import.
 """
 
-from zoo import fusion, multitask, sequence, vision  # noqa: F401  (registers the presets)
+from zoo import presets  # noqa: F401  (registers the presets)
 from zoo.preset_dir import load_preset, read_preset_metadata, save_preset
 from zoo.registry import (
     Preset,
@@ -23,8 +23,11 @@ from zoo.registry import (
     preset,
     register_preset,
 )
+from zoo.views import DataView, ModelInput
 
 __all__ = [
+    "DataView",
+    "ModelInput",
     "Preset",
     "UnknownPresetError",
     "build",

@@ -1,9 +1,19 @@
-"""The preset registry: presets register themselves with a decorator.
+"""The preset registry: each preset registers itself, in its own file, with a decorator.
 
 A preset is a builder function whose keyword arguments are its configuration; the
 defaults in its signature (optionally overridden at registration) are the preset's
-config. `build(name, **overrides)` validates the overrides against that config,
-calls the builder and compiles the model.
+config. The registration also carries everything the rest of the project needs, so
+that adding a preset is one file (see CONTRIBUTING.md):
+
+- `tiny`: overrides that make the preset small and fast, for tests;
+- `variants`: further configurations worth proving (applied on top of `tiny`);
+- `data`: a `zoo.views.DataView`, how the preset meets data (the command line's
+  `train`, the digits demo, explanations);
+- `plain_keras`: the same network written in plain Keras, for the benchmarks.
+
+`build(name, **overrides)` validates the overrides, calls the builder, wraps the
+result in a `keras_bigmodel.models.PresetModel` that records the preset's name and
+config in the model (and so in its `.keras` file), and compiles it.
 """
 
 from __future__ import annotations
@@ -12,14 +22,48 @@ import copy
 import dataclasses
 import difflib
 import inspect
-import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import keras
 
-# Arguments every preset accepts besides its own config.
-COMPILE_OPTIONS = ("compile", "optimizer", "loss", "metrics", "loss_weights", "jit_compile")
-_DEFAULT_COMPILE = {"optimizer": "adam", "loss": "categorical_crossentropy", "metrics": ["accuracy"]}
+from keras_bigmodel import _compat
+from keras_bigmodel.models import PresetModel, provenance
+from keras_bigmodel.validation import check_choice
+from zoo.views import DataView
+
+__all__ = [
+    "COMPILE_OPTIONS",
+    "LABEL_MODES",
+    "Preset",
+    "UnknownPresetError",
+    "build",
+    "compile_model",
+    "describe",
+    "get_preset",
+    "list_presets",
+    "origin_of",
+    "preset",
+    "register_preset",
+]
+
+# Arguments every preset's `build` accepts besides its own config.
+COMPILE_OPTIONS = (
+    "compile",
+    "optimizer",
+    "loss",
+    "metrics",
+    "loss_weights",
+    "jit_compile",
+    "labels",
+)
+LABEL_MODES = ("categorical", "sparse")
+_DEFAULT_COMPILE = {
+    "optimizer": "adam",
+    "loss": "categorical_crossentropy",
+    "metrics": ["accuracy"],
+}
+_SPARSE_LOSSES = {"categorical_crossentropy": "sparse_categorical_crossentropy"}
 
 
 class UnknownPresetError(KeyError, ValueError):
@@ -31,11 +75,17 @@ class UnknownPresetError(KeyError, ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
+    """A registered preset (see the module docstring for the fields' roles)."""
+
     name: str
     builder: Callable[..., keras.Model]
     description: str
     config: dict
     compile_defaults: dict
+    tiny: dict = dataclasses.field(default_factory=dict)
+    variants: dict = dataclasses.field(default_factory=dict)
+    data: DataView | None = None
+    plain_keras: Callable[[], keras.Model] | None = None
 
     def describe(self) -> dict:
         return {
@@ -47,10 +97,15 @@ class Preset:
             "compile": copy.deepcopy(self.compile_defaults),
         }
 
+    def test_configs(self) -> dict[str, dict]:
+        """`{"tiny": tiny, variant: tiny + variant, ...}`: what the tests build."""
+        configs = {"tiny": copy.deepcopy(self.tiny)}
+        for name, overrides in self.variants.items():
+            configs[name] = {**copy.deepcopy(self.tiny), **copy.deepcopy(overrides)}
+        return configs
+
 
 _PRESETS: dict[str, Preset] = {}
-# Which preset (and config) built a model, so save_preset can record it.
-_ORIGINS: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDictionary()
 
 
 def _signature_config(builder: Callable) -> dict:
@@ -67,6 +122,15 @@ def _signature_config(builder: Callable) -> dict:
     return config
 
 
+def _check_keys(what: str, keys, allowed, builder) -> None:
+    unknown = sorted(set(keys) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"{what} keys {unknown} are not arguments of {builder.__qualname__}; "
+            f"allowed: {sorted(allowed)}"
+        )
+
+
 def register_preset(
     name: str,
     builder: Callable[..., keras.Model],
@@ -74,6 +138,10 @@ def register_preset(
     description: str = "",
     compile_defaults: dict | None = None,
     overwrite: bool = False,
+    tiny: dict | None = None,
+    variants: dict | None = None,
+    data: DataView | None = None,
+    plain_keras: Callable[[], keras.Model] | None = None,
     **config,
 ) -> Preset:
     """Registers `builder` as the preset `name`.
@@ -87,6 +155,13 @@ def register_preset(
             defaults to the documents' `adam` / `categorical_crossentropy` /
             `accuracy`.
         overwrite: Allow replacing an existing preset of that name.
+        tiny: Overrides that make the preset small and quick, for tests.
+        variants: `{variant_name: overrides}`, further configurations the tests
+            prove (each applied on top of `tiny`).
+        data: How the preset meets data (a `zoo.views.DataView`); presets without
+            one can be built and saved but not trained by the command line.
+        plain_keras: A function building the default network in plain Keras,
+            without this package, for the benchmarks.
         **config: Values overriding the builder's defaults for this preset
             (`name` and `builder` are positional, so a config may hold a `name`).
 
@@ -109,7 +184,8 @@ def register_preset(
     """
     if not isinstance(name, str) or not name or not all(c.isalnum() or c in "_-" for c in name):
         raise ValueError(
-            f"`name` must be a non-empty string of letters, digits, '_' or '-'. Received: name={name!r}"
+            "`name` must be a non-empty string of letters, digits, '_' or '-'. "
+            f"Received: name={name!r}"
         )
     if not callable(builder):
         raise TypeError(f"`builder` must be callable. Received: builder={builder!r}")
@@ -119,36 +195,65 @@ def register_preset(
         raise ValueError(
             f"A preset named {name!r} is already registered; pass overwrite=True to replace it"
         )
+    if data is not None and not isinstance(data, DataView):
+        raise TypeError(f"`data` must be a zoo.views.DataView. Received: data={data!r}")
+    if plain_keras is not None and not callable(plain_keras):
+        raise TypeError(f"`plain_keras` must be callable. Received: plain_keras={plain_keras!r}")
     defaults = _signature_config(builder)
-    unknown = sorted(set(config) - set(defaults))
-    if unknown:
-        raise ValueError(
-            f"Config keys {unknown} are not arguments of {builder.__qualname__}; "
-            f"allowed: {sorted(defaults)}"
+    _check_keys("Config", config, defaults, builder)
+    _check_keys("`tiny`", tiny or {}, defaults, builder)
+    for variant, overrides in (variants or {}).items():
+        _check_keys(
+            f"`variants['{variant}']`", overrides, list(defaults) + list(COMPILE_OPTIONS), builder
         )
     defaults.update(config)
-    preset = Preset(
+    spec = Preset(
         name=name,
         builder=builder,
         description=description.strip() or (inspect.getdoc(builder) or "").split("\n")[0],
         config=defaults,
         compile_defaults=dict(compile_defaults or _DEFAULT_COMPILE),
+        tiny=dict(tiny or {}),
+        variants=dict(variants or {}),
+        data=data,
+        plain_keras=plain_keras,
     )
-    _PRESETS[name] = preset
-    return preset
+    _PRESETS[name] = spec
+    return spec
 
 
-def preset(name: str, /, description: str = "", compile_defaults: dict | None = None, **config):
-    """Decorator form of `register_preset`, the way each zoo family registers."""
+def preset(
+    name: str,
+    /,
+    description: str = "",
+    compile_defaults: dict | None = None,
+    tiny: dict | None = None,
+    variants: dict | None = None,
+    data: DataView | None = None,
+    plain_keras: Callable[[], keras.Model] | None = None,
+    **config,
+):
+    """Decorator form of `register_preset`: how each preset file registers its builder."""
 
     def decorate(builder):
-        register_preset(name, builder, description, compile_defaults=compile_defaults, **config)
+        register_preset(
+            name,
+            builder,
+            description,
+            compile_defaults=compile_defaults,
+            tiny=tiny,
+            variants=variants,
+            data=data,
+            plain_keras=plain_keras,
+            **config,
+        )
         return builder
 
     return decorate
 
 
 def get_preset(name: Any) -> Preset:
+    """The registered `Preset` called `name`; unknown names list the close matches."""
     if not isinstance(name, str):
         raise TypeError(f"`name` must be a str. Received: name={name!r}")
     if name not in _PRESETS:
@@ -171,18 +276,20 @@ def describe(name: str) -> dict:
     return get_preset(name).describe()
 
 
-def build(name: str, /, **overrides) -> keras.Model:
+def build(name: str, /, **overrides) -> PresetModel:
     """Builds the preset `name` as a compiled functional `keras.Model`.
 
     Args:
         name: A registered preset name (see `list_presets()`).
         **overrides: Config entries to change (see `describe(name)["config"]`),
-            plus `compile=False` to get an uncompiled model, or `optimizer`,
-            `loss`, `metrics`, `loss_weights`, `jit_compile` to compile
-            differently from the preset's defaults.
+            plus `compile=False` to get an uncompiled model; `optimizer`, `loss`,
+            `metrics`, `loss_weights`, `jit_compile` to compile differently from
+            the preset's defaults; and `labels="sparse"` to train on integer class
+            labels instead of one-hot rows (`"categorical"`, the default).
 
     Returns:
-        The model. `zoo.save_preset` remembers which preset and config built it.
+        A `keras_bigmodel.models.PresetModel` (a functional `keras.Model`) whose
+        config, and so whose saved file, records the preset and its config.
     """
     spec = get_preset(name)
     compile_args = {k: overrides.pop(k) for k in COMPILE_OPTIONS if k in overrides}
@@ -195,24 +302,47 @@ def build(name: str, /, **overrides) -> keras.Model:
             f"Unknown override(s) {unknown} for preset {name!r}.{hints} Allowed: {allowed}"
         )
     config = {**copy.deepcopy(spec.config), **overrides}
-    model = spec.builder(**config)
-    if not isinstance(model, keras.Model) or isinstance(model, keras.Sequential):
+    built = spec.builder(**config)
+    if (
+        not isinstance(built, keras.Model)
+        or isinstance(built, keras.Sequential)
+        or not _compat.is_functional(built)
+    ):
         raise TypeError(
             f"Preset {name!r} must build a functional keras.Model; its builder returned "
-            f"{type(model).__name__}"
+            f"{type(built).__name__}"
         )
     do_compile = compile_args.pop("compile", True)
     if not isinstance(do_compile, bool):
         raise ValueError(f"`compile` must be a bool. Received: compile={do_compile!r}")
+    labels = check_choice("labels", compile_args.pop("labels", "categorical"), LABEL_MODES)
+    record = {"name": name, "config": _jsonable(config)}
+    if labels != "categorical":
+        record["labels"] = labels
+    model = PresetModel(built.input, built.output, name=built.name, preset=record)
     if do_compile:
-        compile_model(model, {**spec.compile_defaults, **compile_args})
-    _ORIGINS[model] = {"name": name, "config": config}
+        compile_model(model, {**spec.compile_defaults, **compile_args}, labels=labels)
     return model
 
 
-def compile_model(model: keras.Model, settings: dict) -> None:
-    """Compiles `model`, spreading a single loss/metric list over dict outputs."""
+def _jsonable(value):
+    """Tuples as lists, recursively: the form the config takes in JSON."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def compile_model(model: keras.Model, settings: dict, labels: str = "categorical") -> None:
+    """Compiles `model`, spreading a single loss/metric list over dict outputs, with
+    sparse losses for integer labels when `labels="sparse"`."""
     settings = dict(settings)
+    if labels == "sparse":
+        settings["loss"] = keras.tree.map_structure(
+            lambda loss: _SPARSE_LOSSES.get(loss, loss) if isinstance(loss, str) else loss,
+            settings.get("loss"),
+        )
     if isinstance(model.output, dict):
         names = list(model.output)
         if not isinstance(settings.get("loss"), dict):
@@ -223,9 +353,13 @@ def compile_model(model: keras.Model, settings: dict) -> None:
 
 
 def origin_of(model: keras.Model) -> dict | None:
-    """The preset name and config that built `model`, if `build` did."""
-    return _ORIGINS.get(model)
+    """The preset name and config that built `model`, read from the model itself
+    (so it survives copies, quantization, saving and reloading), or None."""
+    record = provenance(model)
+    if record is None:
+        return None
+    return {"name": record["name"], "config": record.get("config", {}), "provenance": record}
 
 
 def remember_origin(model: keras.Model, name: str, config: dict) -> None:
-    _ORIGINS[model] = {"name": name, "config": config}
+    """Kept for callers of the earlier API: provenance now travels in the model."""

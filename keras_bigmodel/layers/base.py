@@ -96,10 +96,9 @@ class CompositeLayer(keras.layers.Layer):
             return own
         prefix = name + "/"
         full = f"{self.path}/{name}" if self.path else None
-        nested = {k[len(prefix):]: p for k, p in self._policy_map.items() if k.startswith(prefix)}
+        nested = {k[len(prefix) :]: p for k, p in self._policy_map.items() if k.startswith(prefix)}
         if full:
-            nested.update({k: p for k, p in self._policy_map.items()
-                           if k.startswith(full + "/")})
+            nested.update({k: p for k, p in self._policy_map.items() if k.startswith(full + "/")})
         if nested:
             return DTypePolicyMap(default_policy=own, policy_map=nested)
         if name in self._policy_map:
@@ -108,8 +107,9 @@ class CompositeLayer(keras.layers.Layer):
             return self._policy_map[full]  # an exact or regex match, else the default
         return own
 
-    def dense(self, units: int, name: str, activation=None, use_bias: bool | None = None,
-              **overrides) -> keras.layers.Dense:
+    def dense(
+        self, units: int, name: str, activation=None, use_bias: bool | None = None, **overrides
+    ) -> keras.layers.Dense:
         """A Dense sublayer with this layer's options, cloned initializers and policy."""
         options = {k: getattr(self, k) for k in self._dense_option_names}
         for key in ("kernel_initializer", "bias_initializer"):
@@ -118,11 +118,21 @@ class CompositeLayer(keras.layers.Layer):
         options.update(overrides)
         if use_bias is None:
             use_bias = getattr(self, "use_bias", True)
-        return keras.layers.Dense(units, activation=activation, use_bias=use_bias, name=name,
-                                  dtype=self.sublayer_dtype(name), **options)
+        return keras.layers.Dense(
+            units,
+            activation=activation,
+            use_bias=use_bias,
+            name=name,
+            dtype=self.sublayer_dtype(name),
+            **options,
+        )
 
     def dropout_layer(self, rate: float, name: str, seed: int | None = None):
         return keras.layers.Dropout(rate, seed=seed, name=name, dtype=self.dtype_policy)
+
+    def dense_option_objects(self) -> dict:
+        """The Dense options as objects, to hand to a nested composite layer."""
+        return {name: getattr(self, name) for name in self._dense_option_names}
 
     # ------------------------------------------------------------------ config
     def dense_options_config(self) -> dict:
@@ -136,8 +146,7 @@ class CompositeLayer(keras.layers.Layer):
         config.update(self.dense_options_config())
         policies = self._quantized_sublayer_policies()
         if policies:
-            config["dtype"] = DTypePolicyMap(default_policy=self.dtype_policy,
-                                             policy_map=policies)
+            config["dtype"] = DTypePolicyMap(default_policy=self.dtype_policy, policy_map=policies)
         return config
 
     def _quantized_sublayer_policies(self) -> dict:
@@ -151,5 +160,5 @@ class CompositeLayer(keras.layers.Layer):
                 continue
             if _compat.direct_sublayers(sub):
                 continue  # only leaves carry a quantized policy of their own
-            policies[sub.path[len(prefix):]] = sub.dtype_policy
+            policies[sub.path[len(prefix) :]] = sub.dtype_policy
         return policies

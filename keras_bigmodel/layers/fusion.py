@@ -1,34 +1,41 @@
-"""Branch fusion: the documents' `concatenate` model fusion, and learned fusion modes."""
+"""Branch fusion: several models' or modalities' features combined into one."""
 
 from __future__ import annotations
 
+import itertools
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 from keras import ops
 
-from keras_bigmodel.layers import _utils as u
-from keras_bigmodel.layers.attention import AttentionLayer
+from keras_bigmodel import validation as v
+from keras_bigmodel.layers.base import CompositeLayer
+from keras_bigmodel.layers.fusion_modes import FUSION_MODES, get_mode
 
-FUSION_MODES = ("concat", "sum", "mean", "max", "weighted", "gated", "attention")
+__all__ = ["FUSION_MODES", "Fusion", "branch_shapes"]
 
 
-def _branch_shapes(layer, input_shape) -> list[tuple]:
-    """Validates that a layer was called on a list of at least two tensors."""
+def branch_shapes(layer, input_shape) -> tuple[list[tuple], list[str] | None]:
+    """The branch shapes in fusion order, and the branch names for dict inputs.
+
+    A dict of named branches is fused in sorted key order (the order `keras.tree`
+    flattens dicts in), so a model's weights do not depend on insertion order.
+    """
+    names = None
+    if isinstance(input_shape, dict):
+        names = sorted(input_shape)
+        input_shape = [input_shape[k] for k in names]
     is_shape_list = isinstance(input_shape, (list, tuple)) and all(
         isinstance(s, (list, tuple)) for s in input_shape
     )
     if not is_shape_list or len(input_shape) < 2:
         raise ValueError(
-            f"{type(layer).__name__} '{layer.name}' must be called on a list of at least "
-            f"two branch tensors. Received: inputs with shape {input_shape}"
+            f"{type(layer).__name__} '{layer.name}' must be called on a list (or a dict of "
+            f"named branches) of at least two tensors. Received: inputs with shape "
+            f"{input_shape}"
         )
-    return [tuple(s) for s in input_shape]
-
-
-def _dims_compatible(a, b) -> bool:
-    return a is None or b is None or a == b
+    return [tuple(s) for s in input_shape], names
 
 
 def _check_same_leading_dims(layer, shapes, skip_axis=None):
@@ -43,69 +50,35 @@ def _check_same_leading_dims(layer, shapes, skip_axis=None):
             f"{type(layer).__name__} '{layer.name}' needs branches of rank 2 or more "
             f"(batch, ..., features). Received branch shapes: {shapes}"
         )
+    if not -rank <= (skip_axis if skip_axis is not None else -1) < rank:
+        raise ValueError(
+            f"{type(layer).__name__} '{layer.name}' got axis={skip_axis}, outside the rank "
+            f"{rank} of its branches. Received branch shapes: {shapes}"
+        )
     for axis in range(rank):
         if skip_axis is not None and axis == skip_axis % rank:
             continue
         dims = [s[axis] for s in shapes]
-        if not all(_dims_compatible(dims[0], d) for d in dims[1:]):
+        if not all(a is None or b is None or a == b for a, b in itertools.pairwise(dims)):
             raise ValueError(
                 f"{type(layer).__name__} '{layer.name}' cannot fuse branches whose axis "
                 f"{axis} differs. Received branch shapes: {shapes}"
             )
 
 
-@keras.saving.register_keras_serializable(package="keras_bigmodel")
-class FusionConcat(keras.layers.Concatenate):
-    """Concatenates branch outputs: the documents' model fusion (`concatenate`).
+def _column(present, i, like):
+    """Branch i's presence, shaped to broadcast against `like`."""
+    return ops.reshape(ops.cast(present[:, i], like.dtype), (-1,) + (1,) * (len(like.shape) - 1))
 
-    The documents fuse two models by concatenating their outputs; this layer is
-    that step, as a registered, serializable layer with clear errors. It is
-    Keras's `Concatenate` (so masks and shape inference behave the same) with
-    the branch list and shapes checked up front.
 
-    Args:
-        axis: Integer, the axis to concatenate along. Defaults to `-1`.
-        **kwargs: Base layer arguments (`name`, `dtype`, `trainable`).
-
-    Call arguments:
-        inputs: A list of at least two tensors whose shapes agree on every axis
-            except `axis`.
-
-    Returns:
-        One tensor, the branches concatenated along `axis`.
-
-    Example:
-
-    ```python
-    import keras
-    from keras_bigmodel.layers import FusionConcat
-
-    input1 = keras.Input(shape=(10,))
-    input2 = keras.Input(shape=(10,))
-    dense1 = keras.layers.Dense(1, activation="sigmoid")(input1)
-    dense2 = keras.layers.Dense(1, activation="sigmoid")(input2)
-    output = FusionConcat(axis=-1)([dense1, dense2])      # (batch, 2)
-    model = keras.Model([input1, input2], output)
-    ```
-    """
-
-    def __init__(self, axis: int = -1, **kwargs):
-        super().__init__(axis=u.check_axis("axis", axis), **kwargs)
-
-    def build(self, input_shape):
-        shapes = _branch_shapes(self, input_shape)
-        rank = len(shapes[0])
-        if not -rank <= self.axis < rank:
-            raise ValueError(
-                f"FusionConcat '{self.name}' got axis={self.axis}, outside the rank "
-                f"{rank} of its branches. Received branch shapes: {shapes}"
-            )
-        _check_same_leading_dims(self, shapes, skip_axis=self.axis)
-        super().build(input_shape)
+def _as_list(layer, inputs) -> list:
+    if isinstance(inputs, dict):
+        return [inputs[k] for k in sorted(inputs)]
+    return list(inputs)
 
 
 @keras.saving.register_keras_serializable(package="keras_bigmodel")
-class Fusion(keras.layers.Layer):
+class Fusion(CompositeLayer):
     """Fuses several branches (models, modalities) into one representation.
 
     Modes:
@@ -126,6 +99,22 @@ class Fusion(keras.layers.Layer):
     or `units` must be given: then each branch first goes through its own
     `Dense(units, activation)` projection.
 
+    Branches may be a list or a dict of named modalities (fused in sorted key
+    order). Real data misses modalities, so the layer can do without some:
+
+    - `modality_dropout=p` drops each branch of each example with probability
+      `p` during training (never all of an example's branches), which teaches
+      the model to cope with a missing modality;
+    - at inference, `modality_mask` (shape `(batch, branches)`, or a dict of
+      `(batch,)` tensors) marks the branches that are present: missing ones
+      contribute nothing and the remaining ones are re-weighted (mean over the
+      present branches; softmax of the weighted, gated and attention modes over
+      the present branches; zeros in their place for concat); a missing
+      branch's values are ignored, whatever they are (NaN included);
+    - `return_weights=True` also returns how much each branch contributed,
+      `(batch, branches)`, for the weighted, gated (the gate averaged over
+      features) and attention modes.
+
     Args:
         mode: One of `"concat"`, `"sum"`, `"mean"`, `"max"`, `"weighted"`,
             `"gated"` or `"attention"`. Defaults to `"concat"`.
@@ -140,6 +129,8 @@ class Fusion(keras.layers.Layer):
             positive number per branch; they are normalised to sum to 1. Freeze
             them with `trainable=False`.
         axis: The axis of `"concat"`. Defaults to `-1`.
+        modality_dropout: Float in [0, 1), the probability of dropping a whole
+            branch of an example during training. Defaults to `0.0`.
         use_bias: Whether the projections and gates have biases.
         kernel_initializer: Initializer of the kernels.
         bias_initializer: Initializer of the biases.
@@ -147,16 +138,24 @@ class Fusion(keras.layers.Layer):
         bias_regularizer: Optional regularizer of the biases.
         kernel_constraint: Optional constraint on the kernels.
         bias_constraint: Optional constraint on the biases.
+        seed: Optional integer seed of the modality dropout.
         **kwargs: Base layer arguments (`name`, `dtype`, `trainable`).
 
     Call arguments:
-        inputs: A list of at least two tensors, `(batch, ..., features_i)`.
-        mask: Optional list of masks (propagated automatically); the output
-            mask is their logical AND.
+        inputs: A list of at least two tensors `(batch, ..., features_i)`, or a
+            dict of them keyed by modality name.
+        mask: Optional Keras masks (propagated automatically); the output mask
+            is their logical AND.
+        modality_mask: Optional boolean or 0/1 tensor `(batch, branches)` (or a
+            dict of `(batch,)` tensors keyed like `inputs`): which branches each
+            example has.
+        training: Whether modality dropout is active.
+        return_weights: If `True`, also return the per-branch weights.
 
     Returns:
         One tensor: `(batch, ..., sum_i features_i)` for `"concat"`, else
-        `(batch, ..., units or features)`.
+        `(batch, ..., units or features)`; with `return_weights=True` the tuple
+        `(fused, weights)`, `weights` of shape `(batch, branches)`.
 
     Example:
 
@@ -164,16 +163,18 @@ class Fusion(keras.layers.Layer):
     import keras
     from keras_bigmodel.layers import Fusion
 
-    image_features = keras.Input(shape=(128,))
-    text_features = keras.Input(shape=(32,))
-    fused = Fusion(mode="gated", units=64)([image_features, text_features])
-    model = keras.Model([image_features, text_features], fused)   # (batch, 64)
+    image_features = keras.Input(shape=(128,), name="image")
+    text_features = keras.Input(shape=(32,), name="text")
+    fused, weights = Fusion(mode="gated", units=64, modality_dropout=0.2)(
+        {"image": image_features, "text": text_features}, return_weights=True)
+    model = keras.Model([image_features, text_features], [fused, weights])
     ```
 
     Reference:
         Arevalo et al., "Gated Multimodal Units for Information Fusion", ICLR
-        workshop 2017; Baltrusaitis, Ahuja and Morency, "Multimodal Machine
-        Learning: A Survey and Taxonomy", IEEE TPAMI 2019.
+        workshop 2017; Neverova et al., "ModDrop: Adaptive Multi-Modal Gesture
+        Recognition", IEEE TPAMI 2016 (modality dropout); Baltrusaitis, Ahuja and
+        Morency, "Multimodal Machine Learning: A Survey and Taxonomy", TPAMI 2019.
     """
 
     def __init__(
@@ -184,6 +185,7 @@ class Fusion(keras.layers.Layer):
         attention_units: int | None = None,
         branch_weights: Sequence[float] | None = None,
         axis: int = -1,
+        modality_dropout: float = 0.0,
         use_bias: bool = True,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
@@ -191,17 +193,26 @@ class Fusion(keras.layers.Layer):
         bias_regularizer=None,
         kernel_constraint=None,
         bias_constraint=None,
+        seed: int | None = None,
         **kwargs,
     ):
-        dtype, policy_map = u.split_dtype(kwargs.pop("dtype", None))
-        super().__init__(dtype=dtype, **kwargs)
-        self._policy_map = policy_map
-        self.mode = u.check_choice("mode", mode, FUSION_MODES)
-        self.units = u.check_positive_int("units", units, allow_none=True)
-        if activation is None and self.mode == "gated":
-            activation = "tanh"
-        self.activation = u.check_activation("activation", activation)
-        self.attention_units = u.check_positive_int(
+        super().__init__(
+            dense_options=True,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            kernel_constraint=kernel_constraint,
+            bias_constraint=bias_constraint,
+            **kwargs,
+        )
+        self.mode = v.check_choice("mode", mode, FUSION_MODES)
+        self._mode = get_mode(self.mode)
+        self.units = v.check_positive_int("units", units, allow_none=True)
+        self.activation = v.check_activation(
+            "activation", activation if activation is not None else self._mode.default_activation
+        )
+        self.attention_units = v.check_positive_int(
             "attention_units", attention_units, allow_none=True
         )
         if attention_units is not None and self.mode != "attention":
@@ -217,25 +228,25 @@ class Fusion(keras.layers.Layer):
                 )
             branch_weights = self._check_branch_weights(branch_weights)
         self.branch_weights = branch_weights
-        self.axis = u.check_axis("axis", axis)
+        self.axis = v.check_axis("axis", axis)
         if self.axis != -1 and (self.mode != "concat" or self.units is not None):
             raise ValueError(
                 "`axis` only applies to mode='concat' without `units`; projected branches "
                 f"and the other modes fuse the last axis. Received: axis={axis!r} with "
                 f"mode={mode!r}, units={units!r}"
             )
-        self.use_bias = u.check_bool("use_bias", use_bias)
-        self._dense_args = u.set_dense_options(
-            self,
-            kernel_initializer=kernel_initializer,
-            bias_initializer=bias_initializer,
-            kernel_regularizer=kernel_regularizer,
-            bias_regularizer=bias_regularizer,
-            kernel_constraint=kernel_constraint,
-            bias_constraint=bias_constraint,
-        )
+        self.modality_dropout = v.check_rate("modality_dropout", modality_dropout)
+        self.use_bias = v.check_bool("use_bias", use_bias)
+        self.seed = v.check_seed("seed", seed)
+        if self.modality_dropout:
+            self.seed_generator = keras.random.SeedGenerator(self.seed)
         self.projections = []
+        self.branch_names = None
         self.supports_masking = True
+
+    @property
+    def concat_axis(self) -> int:
+        return self.axis if self.mode == "concat" and self.units is None else -1
 
     @staticmethod
     def _check_branch_weights(weights) -> list[float]:
@@ -251,149 +262,130 @@ class Fusion(keras.layers.Layer):
         total = sum(values)
         return [w / total for w in values]
 
-    def _dense(self, units, name, activation=None):
-        return keras.layers.Dense(
-            units,
-            activation=activation,
-            use_bias=self.use_bias,
-            name=name,
-            dtype=u.sublayer_dtype(self, self._policy_map, name),
-            **self._dense_args,
-        )
-
     def build(self, input_shape):
-        shapes = _branch_shapes(self, input_shape)
-        n = len(shapes)
-        concat_axis = self.axis if self.mode == "concat" and self.units is None else -1
-        _check_same_leading_dims(self, shapes, skip_axis=concat_axis)
-        if not -len(shapes[0]) <= concat_axis < len(shapes[0]):
-            raise ValueError(
-                f"Fusion '{self.name}' got axis={self.axis}, outside the rank "
-                f"{len(shapes[0])} of its branches. Received branch shapes: {shapes}"
-            )
+        shapes, self.branch_names = branch_shapes(self, input_shape)
+        _check_same_leading_dims(self, shapes, skip_axis=self.concat_axis)
         for s in shapes:
-            u.known_dim(self, s, -1)
+            v.known_dim(self, s, -1)
         features = [s[-1] for s in shapes]
-        if self.branch_weights is not None and len(self.branch_weights) != n:
-            raise ValueError(
-                f"Fusion '{self.name}' got {n} branches but {len(self.branch_weights)} "
-                f"branch_weights. Received: branch_weights={self.branch_weights}"
-            )
-        if self.mode == "attention" and len(shapes[0]) != 2:
-            raise ValueError(
-                f"Fusion '{self.name}' with mode='attention' needs rank-2 branches "
-                f"(batch, features). Received branch shapes: {shapes}"
-            )
-
-        width = self.units
-        if width is None and self.mode == "gated":
-            width = features[0]
-        if width is None and self.mode != "concat" and len(set(features)) > 1:
-            raise ValueError(
-                f"Fusion '{self.name}' with mode='{self.mode}' needs branches with the same "
-                f"feature size, or `units=` to project each branch to one size. "
-                f"Received branch shapes: {shapes}"
-            )
-        fused_width = width if width is not None else features[0]
+        width = self._mode.projection_width(self, features)
+        self._mode.check(self, shapes, features, width)
         if width is not None:
-            self.projections = [
-                self._dense(width, f"projection_{i}", self.activation) for i in range(n)
+            self.projections = []
+            for i, shape in enumerate(shapes):
+                projection = self.dense(width, f"projection_{i}", activation=self.activation)
+                projection.build(shape)
+                self.projections.append(projection)
+        self._mode.build(self, shapes, features, width)
+
+    # --------------------------------------------------------------------- call
+    def _presence(self, inputs, modality_mask, training):
+        """(batch, n) float32 presence of each branch, or None if all are present."""
+        n = len(inputs)
+        present = None
+        if modality_mask is not None:
+            if isinstance(modality_mask, dict):
+                if self.branch_names is None or sorted(modality_mask) != self.branch_names:
+                    raise ValueError(
+                        f"Fusion '{self.name}': `modality_mask` keys must be the branch names "
+                        f"{self.branch_names}. Received keys: {sorted(modality_mask)}"
+                    )
+                modality_mask = ops.stack(
+                    [ops.reshape(modality_mask[k], (-1,)) for k in self.branch_names], axis=-1
+                )
+            present = ops.cast(modality_mask, "float32")
+            if len(present.shape) != 2 or present.shape[-1] not in (None, n):
+                raise ValueError(
+                    f"Fusion '{self.name}': `modality_mask` must have shape (batch, {n}). "
+                    f"Received: modality_mask.shape={tuple(present.shape)}"
+                )
+        if self.modality_dropout and training:
+            batch = ops.shape(inputs[0])[0]
+            keep = keras.random.uniform((batch, n), seed=self.seed_generator)
+            keep = ops.cast(keep >= self.modality_dropout, "float32")
+            base = present if present is not None else ops.ones_like(keep)
+            dropped = base * keep
+            # An example must keep a branch: if dropout took them all, keep them all.
+            empty = ops.sum(dropped, axis=-1, keepdims=True) == 0
+            present = ops.where(empty, base, dropped)
+        return present
+
+    def call(self, inputs, mask=None, training=None, modality_mask=None, return_weights=False):
+        raw = _as_list(self, inputs)
+        self._check_return_weights(return_weights)
+        present = self._presence(raw, modality_mask, training)
+        if present is not None:
+            # A missing branch's values are ignored, whatever they are (NaN included).
+            raw = [
+                ops.where(_column(present, i, x) > 0, x, ops.zeros_like(x))
+                for i, x in enumerate(raw)
             ]
-            for proj, shape in zip(self.projections, shapes):
-                proj.build(shape)
+        branches = [p(x) for p, x in zip(self.projections, raw)] if self.projections else raw
+        fused, weights = self._mode.fuse(self, branches, raw, present, training)
+        if return_weights:
+            return fused, ops.cast(weights, self.compute_dtype)
+        return fused
 
-        if self.mode == "weighted":
-            initial = self.branch_weights or [1.0 / n] * n
-            self.branch_logits = self.add_weight(
-                name="branch_logits",
-                shape=(n,),
-                initializer=keras.initializers.Constant([math.log(w) for w in initial]),
+    def _check_return_weights(self, return_weights):
+        if return_weights and not self._mode.weighs_branches:
+            raise ValueError(
+                f"Fusion '{self.name}' with mode='{self.mode}' has no per-branch weights; "
+                f"return_weights=True needs mode 'weighted', 'gated' or 'attention'"
             )
-        elif self.mode == "gated":
-            self.gate = self._dense(n * width, "gate")
-            self.gate.build(shapes[0][:-1] + (sum(features),))
-        elif self.mode == "attention":
-            self.attention = AttentionLayer(
-                self.attention_units or fused_width,
-                name="attention",
-                use_bias=self.use_bias,
-                dtype=u.sublayer_dtype(self, self._policy_map, "attention"),
-                **self._dense_args,
-            )
-            self.attention.build((shapes[0][0], n, fused_width))
-
-    def _project(self, inputs):
-        if not self.projections:
-            return list(inputs)
-        return [proj(x) for proj, x in zip(self.projections, inputs)]
-
-    def call(self, inputs, mask=None, training=None):
-        branches = self._project(inputs)
-        if self.mode == "concat":
-            return ops.concatenate(branches, axis=self.axis)
-        if self.mode == "sum":
-            return _reduce(ops.add, branches)
-        if self.mode == "mean":
-            return _reduce(ops.add, branches) / ops.cast(len(branches), branches[0].dtype)
-        if self.mode == "max":
-            return _reduce(ops.maximum, branches)
-        stacked = ops.stack(branches, axis=-2)  # (batch, ..., n, width)
-        if self.mode == "weighted":
-            w = ops.cast(ops.softmax(ops.cast(self.branch_logits, "float32")), stacked.dtype)
-            return ops.sum(stacked * ops.expand_dims(w, -1), axis=-2)
-        if self.mode == "gated":
-            gate = self.gate(ops.concatenate(list(inputs), axis=-1))
-            gate = ops.reshape(gate, ops.shape(stacked))
-            gate = ops.cast(ops.softmax(ops.cast(gate, "float32"), axis=-2), stacked.dtype)
-            return ops.sum(gate * stacked, axis=-2)
-        return self.attention(stacked, training=training)  # mode == "attention"
 
     def compute_mask(self, inputs, mask=None):
-        if mask is None or all(m is None for m in mask):
+        if mask is None:
             return None
-        rank = len(inputs[0].shape)
-        if self.mode == "concat" and self.axis % rank != rank - 1:
+        raw, masks = _as_list(self, inputs), _as_list(self, mask)
+        if all(m is None for m in masks):
+            return None
+        rank = len(raw[0].shape)
+        if self.mode == "concat" and self.concat_axis % rank != rank - 1:
             # Concatenating along a masked axis (e.g. time) concatenates the masks.
-            masks = [
+            full = [
                 ops.ones(ops.shape(x)[:-1], dtype="bool") if m is None else ops.cast(m, "bool")
-                for x, m in zip(inputs, mask)
+                for x, m in zip(raw, masks)
             ]
-            return ops.concatenate(masks, axis=self.axis % rank)
-        return _reduce(ops.logical_and, [ops.cast(m, "bool") for m in mask if m is not None])
+            return ops.concatenate(full, axis=self.concat_axis % rank)
+        present = [ops.cast(m, "bool") for m in masks if m is not None]
+        out = present[0]
+        for m in present[1:]:
+            out = ops.logical_and(out, m)
+        return out
 
     def compute_output_shape(self, input_shape):
-        shapes = _branch_shapes(self, input_shape)
-        if self.mode == "concat" and self.units is None:
-            out = list(shapes[0])
-            axis = self.axis % len(out)
-            dims = [s[axis] for s in shapes]
-            out[axis] = None if any(d is None for d in dims) else sum(dims)
-            return tuple(out)
-        if self.mode == "concat":
-            return shapes[0][:-1] + (self.units * len(shapes),)
-        return shapes[0][:-1] + (self.units or shapes[0][-1],)
+        shapes, _ = branch_shapes(self, input_shape)
+        return self._mode.output_shape(self, shapes)
+
+    def compute_output_spec(
+        self, inputs, mask=None, training=None, modality_mask=None, return_weights=False
+    ):
+        self._check_return_weights(return_weights)
+        shape = keras.tree.map_structure(lambda t: tuple(t.shape), inputs)
+        fused = keras.KerasTensor(self.compute_output_shape(shape), dtype=self.compute_dtype)
+        if return_weights:
+            raw = _as_list(self, inputs)
+            return fused, keras.KerasTensor((raw[0].shape[0], len(raw)), dtype=self.compute_dtype)
+        return fused
 
     def get_config(self):
         config = super().get_config()
+        activation = keras.activations.serialize(self.activation)
+        if activation == keras.activations.serialize(
+            keras.activations.get(self._mode.default_activation)
+        ):
+            activation = None  # the mode's default: one canonical config
         config.update(
             {
                 "mode": self.mode,
                 "units": self.units,
-                "activation": keras.activations.serialize(self.activation),
+                "activation": activation,
                 "attention_units": self.attention_units,
                 "branch_weights": self.branch_weights,
                 "axis": self.axis,
+                "modality_dropout": self.modality_dropout,
                 "use_bias": self.use_bias,
-                **u.dense_options_config(self, u.DENSE_OPTIONS),
+                "seed": self.seed,
             }
         )
-        if self.mode == "gated" and config["activation"] == "tanh":
-            config["activation"] = None  # the mode's default; keeps the config canonical
-        return u.dtype_config(self, config)
-
-
-def _reduce(fn, tensors):
-    out = tensors[0]
-    for t in tensors[1:]:
-        out = fn(out, t)
-    return out
+        return config

@@ -28,8 +28,10 @@ def every_layer_model() -> keras.Model:
     weighted = Fusion("weighted", branch_weights=[2.0, 1.0], name="weighted")([additive, v])
     both = FusionConcat(name="concat")([gated, attended, weighted])
     hidden = TaskHead(7, hidden_units=(5,), activation="relu", name="shared_head")(both)
-    outputs = MultiTaskHead({"label": {"units": 3, "activation": "softmax",
-                                       "hidden_units": [4]}, "score": 1}, name="heads")(hidden)
+    outputs = MultiTaskHead(
+        {"label": {"units": 3, "activation": "softmax", "hidden_units": [4]}, "score": 1},
+        name="heads",
+    )(hidden)
     return keras.Model({"sequence": seq, "vector": vec}, outputs, name="every_layer")
 
 

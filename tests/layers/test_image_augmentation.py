@@ -3,22 +3,46 @@
 import keras
 import numpy as np
 import pytest
+from harness import layer_case, layer_contract, to_numpy
 
 import keras_bigmodel as kbm
 import zoo
-from harness import to_numpy
 from keras_bigmodel.augment import ImageAugmentation, image_augmentation
 
 X = np.random.default_rng(0).uniform(size=(4, 16, 16, 3)).astype("float32")
 
+CASES = [
+    layer_case(
+        "rotate_zoom",
+        lambda **kw: image_augmentation(rotation=0.05, flip=None, zoom=0.1, seed=1, **kw),
+        [(8, 8, 1)],
+        quantizable=False,
+        stochastic=True,
+        trainable_weights=0,
+    ),
+]
+test_contract = layer_contract(CASES)
+
 
 def test_block_is_made_of_keras_preprocessing_layers():
-    block = image_augmentation(rotation=0.1, flip="horizontal", zoom=0.1, translation=0.1,
-                               contrast=0.2, resize=(12, 12), seed=1)
+    block = image_augmentation(
+        rotation=0.1,
+        flip="horizontal",
+        zoom=0.1,
+        translation=0.1,
+        contrast=0.2,
+        resize=(12, 12),
+        seed=1,
+    )
     assert isinstance(block, ImageAugmentation) and isinstance(block, keras.Sequential)
-    assert [type(l).__name__ for l in block.layers] == [
-        "Resizing", "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation",
-        "RandomContrast"]
+    assert [type(layer).__name__ for layer in block.layers] == [
+        "Resizing",
+        "RandomFlip",
+        "RandomRotation",
+        "RandomZoom",
+        "RandomTranslation",
+        "RandomContrast",
+    ]
 
 
 def test_identity_unless_training():
@@ -46,7 +70,9 @@ def test_saves_and_reloads_inside_a_model(tmp_path):
     kbm.save_model(model, tmp_path / "aug.keras")
     restored = kbm.load_model(tmp_path / "aug.keras")
     assert isinstance(restored.get_layer("augmentation"), ImageAugmentation)
-    np.testing.assert_allclose(restored.predict(X, verbose=0), model.predict(X, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(
+        restored.predict(X, verbose=0), model.predict(X, verbose=0), atol=1e-6
+    )
     np.testing.assert_array_equal(to_numpy(restored.get_layer("augmentation")(X)), X)
 
 
@@ -55,14 +81,17 @@ def test_crossmodal_takes_augmentation_too():
     assert isinstance(model.get_layer("augmentation"), ImageAugmentation)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"rotation": 1.5}, r"`rotation` must be a number in \[0, 1\)"),
-    ({"zoom": -0.1}, r"`zoom` must be"),
-    ({"flip": "diagonal"}, r"`flip` must be one of"),
-    ({"resize": (8,)}, r"`resize` must be a shape"),
-    ({"seed": "one"}, r"`seed` must be an integer"),
-    ({"rotation": 0, "flip": None, "zoom": 0}, r"got nothing to do"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"rotation": 1.5}, r"`rotation` must be a number in \[0, 1\)"),
+        ({"zoom": -0.1}, r"`zoom` must be"),
+        ({"flip": "diagonal"}, r"`flip` must be one of"),
+        ({"resize": (8,)}, r"`resize` must be a shape"),
+        ({"seed": "one"}, r"`seed` must be an integer"),
+        ({"rotation": 0, "flip": None, "zoom": 0}, r"got nothing to do"),
+    ],
+)
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         image_augmentation(**kwargs)

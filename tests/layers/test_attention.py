@@ -3,11 +3,43 @@
 import keras
 import numpy as np
 import pytest
+from harness import layer_case, layer_contract, to_numpy
 from keras import ops
 
-from benchmarks.attention import DocumentsAttentionLayer  # the documents' code, as written
-from harness import to_numpy
 from keras_bigmodel.layers import AttentionLayer
+from zoo.presets._plain import DocumentsAttentionLayer  # the documents' code, as written
+
+CASES = [
+    layer_case(
+        "additive",
+        lambda **kw: AttentionLayer(8, **kw),
+        [(None, 5)],
+        trainable_weights=4,
+        non_trainable_weights=0,
+    ),
+    layer_case("additive_masked", lambda **kw: AttentionLayer(8, **kw), [(None, 5)], masking=True),
+    layer_case(
+        "dot",
+        lambda **kw: AttentionLayer(6, score="dot", **kw),
+        [(None, 5)],
+        trainable_weights=3,
+        non_trainable_weights=0,
+    ),
+    layer_case(
+        "scaled_dot_dropout",
+        lambda **kw: AttentionLayer(6, score="scaled_dot", dropout=0.2, seed=3, **kw),
+        [(None, 5)],
+        masking=True,
+        stochastic=True,
+    ),
+    layer_case(
+        "with_scores",
+        lambda **kw: AttentionLayer(8, **kw),
+        [(None, 5)],
+        call_kwargs={"return_attention_scores": True},
+    ),
+]
+test_contract = layer_contract(CASES)
 
 
 def np_softmax(z, axis=-1):
@@ -89,7 +121,7 @@ def test_masked_equals_truncated_sequence(x):
     padded = np.where(mask[..., None], x, 123.0).astype("float32")  # junk in masked steps
     context, scores = to_numpy(layer(padded, mask=mask, return_attention_scores=True))
     for row, n in enumerate(lengths):
-        alone = to_numpy(layer(x[row:row + 1, :n]))
+        alone = to_numpy(layer(x[row : row + 1, :n]))
         np.testing.assert_allclose(context[row], alone[0], atol=1e-5)
         assert np.all(scores[row, n:] == 0.0)
         np.testing.assert_allclose(scores[row, :n].sum(), 1.0, atol=1e-6)

@@ -11,20 +11,30 @@ import tempfile
 
 import keras
 import numpy as np
+from harness import assert_outputs_close, forward
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import keras_bigmodel as kbm
-from harness import assert_outputs_close, forward
 from keras_bigmodel.layers import AttentionLayer, Fusion, FusionConcat, MultiTaskHead, TaskHead
 from keras_bigmodel.layers.attention import SCORE_FUNCTIONS
 from keras_bigmodel.layers.fusion import FUSION_MODES
 
-FUZZ = settings(max_examples=25, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=12,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
-junk = st.one_of(st.integers(-3, 0), st.floats(allow_nan=True), st.text(max_size=3),
-                 st.none(), st.booleans(), st.lists(st.integers(), max_size=2))
+junk = st.one_of(
+    st.integers(-3, 0),
+    st.floats(allow_nan=True),
+    st.text(max_size=3),
+    st.none(),
+    st.booleans(),
+    st.lists(st.integers(), max_size=2),
+)
 float_dtypes = st.sampled_from(["float16", "float32", "float64"])
 any_dtypes = st.sampled_from(["float16", "float32", "float64", "int32", "bool"])
 seeds = st.integers(0, 2**16)
@@ -61,6 +71,7 @@ def _functional(layer_fn, arrays, mask=None):
         kwargs = {} if mask is None else {"mask": keras.ops.convert_to_tensor(mask)}
         out = layer_fn()(x, **kwargs)
         return keras.Model(symbols[0] if len(symbols) == 1 else symbols, out)
+
     return make
 
 
@@ -70,12 +81,20 @@ def _inputs(arrays):
 
 # ------------------------------------------------------------------ AttentionLayer
 @FUZZ
-@given(seed=seeds, units=st.integers(1, 8), score=st.sampled_from(SCORE_FUNCTIONS),
-       dropout=st.floats(0, 0.9), time=st.integers(1, 6), features=st.integers(1, 5),
-       dtype=float_dtypes, scale=st.sampled_from([1.0, 1e2, 1e4]),
-       masked=st.sampled_from(["none", "some", "all"]))
-def test_attention_valid_examples_work(seed, units, score, dropout, time, features, dtype, scale,
-                                       masked):
+@given(
+    seed=seeds,
+    units=st.integers(1, 8),
+    score=st.sampled_from(SCORE_FUNCTIONS),
+    dropout=st.floats(0, 0.9),
+    time=st.integers(1, 6),
+    features=st.integers(1, 5),
+    dtype=float_dtypes,
+    scale=st.sampled_from([1.0, 1e2, 1e4]),
+    masked=st.sampled_from(["none", "some", "all"]),
+)
+def test_attention_valid_examples_work(
+    seed, units, score, dropout, time, features, dtype, scale, masked
+):
     x = _array(seed, (3, time, features), dtype, scale)
     mask = None
     if masked != "none":
@@ -86,10 +105,14 @@ def test_attention_valid_examples_work(seed, units, score, dropout, time, featur
 
 
 @FUZZ
-@given(seed=seeds, units=st.one_of(st.integers(1, 8), junk),
-       score=st.one_of(st.sampled_from(SCORE_FUNCTIONS), junk),
-       dropout=st.one_of(st.floats(0, 0.9), junk),
-       shape=st.lists(st.integers(1, 5), min_size=0, max_size=4), dtype=any_dtypes)
+@given(
+    seed=seeds,
+    units=st.one_of(st.integers(1, 8), junk),
+    score=st.one_of(st.sampled_from(SCORE_FUNCTIONS), junk),
+    dropout=st.one_of(st.floats(0, 0.9), junk),
+    shape=st.lists(st.integers(1, 5), min_size=0, max_size=4),
+    dtype=any_dtypes,
+)
 def test_attention_anything_works_or_fails_cleanly(seed, units, score, dropout, shape, dtype):
     x = _array(seed, [3] + shape, dtype)
     _run(_functional(lambda: AttentionLayer(units, score=score, dropout=dropout), [x]), x, False)
@@ -97,28 +120,40 @@ def test_attention_anything_works_or_fails_cleanly(seed, units, score, dropout, 
 
 # ------------------------------------------------------------------------ TaskHead
 @FUZZ
-@given(seed=seeds, units=st.integers(1, 8), hidden=st.lists(st.integers(1, 6), max_size=3),
-       activation=st.sampled_from([None, "softmax", "relu", "sigmoid", "tanh"]),
-       dropout=st.floats(0, 0.9), shape=st.lists(st.integers(1, 5), min_size=1, max_size=3),
-       dtype=float_dtypes)
+@given(
+    seed=seeds,
+    units=st.integers(1, 8),
+    hidden=st.lists(st.integers(1, 6), max_size=3),
+    activation=st.sampled_from([None, "softmax", "relu", "sigmoid", "tanh"]),
+    dropout=st.floats(0, 0.9),
+    shape=st.lists(st.integers(1, 5), min_size=1, max_size=3),
+    dtype=float_dtypes,
+)
 def test_task_head_valid_examples_work(seed, units, hidden, activation, dropout, shape, dtype):
     x = _array(seed, [3] + shape, dtype)
     make = _functional(
-        lambda: TaskHead(units, activation=activation, hidden_units=hidden, dropout=dropout), [x])
+        lambda: TaskHead(units, activation=activation, hidden_units=hidden, dropout=dropout), [x]
+    )
     _run(make, x, must_work=True)
 
 
 @FUZZ
-@given(seed=seeds, units=st.one_of(st.integers(1, 8), junk),
-       hidden=st.one_of(st.lists(st.integers(-1, 6), max_size=3), junk),
-       activation=st.one_of(st.sampled_from(["softmax", "relu", None]), junk),
-       dropout=st.one_of(st.floats(0, 0.9), junk),
-       shape=st.lists(st.integers(1, 5), min_size=0, max_size=3), dtype=any_dtypes)
-def test_task_head_anything_works_or_fails_cleanly(seed, units, hidden, activation, dropout,
-                                                   shape, dtype):
+@given(
+    seed=seeds,
+    units=st.one_of(st.integers(1, 8), junk),
+    hidden=st.one_of(st.lists(st.integers(-1, 6), max_size=3), junk),
+    activation=st.one_of(st.sampled_from(["softmax", "relu", None]), junk),
+    dropout=st.one_of(st.floats(0, 0.9), junk),
+    shape=st.lists(st.integers(1, 5), min_size=0, max_size=3),
+    dtype=any_dtypes,
+)
+def test_task_head_anything_works_or_fails_cleanly(
+    seed, units, hidden, activation, dropout, shape, dtype
+):
     x = _array(seed, [3] + shape, dtype)
     make = _functional(
-        lambda: TaskHead(units, activation=activation, hidden_units=hidden, dropout=dropout), [x])
+        lambda: TaskHead(units, activation=activation, hidden_units=hidden, dropout=dropout), [x]
+    )
     _run(make, x, False)
 
 
@@ -127,26 +162,43 @@ valid_task_names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,5}", fullmatch=True)
 
 
 @FUZZ
-@given(seed=seeds, features=st.integers(1, 6),
-       tasks=st.dictionaries(valid_task_names, st.one_of(
-           st.integers(1, 5),
-           st.fixed_dictionaries({"units": st.integers(1, 5)},
-                                 optional={"activation": st.sampled_from(["softmax", None]),
-                                           "hidden_units": st.lists(st.integers(1, 4),
-                                                                    max_size=2)})),
-           min_size=1, max_size=3))
+@given(
+    seed=seeds,
+    features=st.integers(1, 6),
+    tasks=st.dictionaries(
+        valid_task_names,
+        st.one_of(
+            st.integers(1, 5),
+            st.fixed_dictionaries(
+                {"units": st.integers(1, 5)},
+                optional={
+                    "activation": st.sampled_from(["softmax", None]),
+                    "hidden_units": st.lists(st.integers(1, 4), max_size=2),
+                },
+            ),
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+)
 def test_multitask_valid_examples_work(seed, features, tasks):
     x = _array(seed, (3, features), "float32")
     _run(_functional(lambda: MultiTaskHead(tasks), [x]), x, must_work=True)
 
 
 @FUZZ
-@given(seed=seeds, features=st.integers(1, 6),
-       tasks=st.one_of(
-           st.dictionaries(st.text(alphabet="ab_1/-. ", max_size=4),
-                           st.one_of(st.integers(-1, 4), st.fixed_dictionaries({"units": junk}),
-                                     junk), max_size=3),
-           junk))
+@given(
+    seed=seeds,
+    features=st.integers(1, 6),
+    tasks=st.one_of(
+        st.dictionaries(
+            st.text(alphabet="ab_1/-. ", max_size=4),
+            st.one_of(st.integers(-1, 4), st.fixed_dictionaries({"units": junk}), junk),
+            max_size=3,
+        ),
+        junk,
+    ),
+)
 def test_multitask_anything_works_or_fails_cleanly(seed, features, tasks):
     x = _array(seed, (3, features), "float32")
     _run(_functional(lambda: MultiTaskHead(tasks), [x]), x, False)
@@ -154,9 +206,15 @@ def test_multitask_anything_works_or_fails_cleanly(seed, features, tasks):
 
 # -------------------------------------------------------------------------- Fusion
 @FUZZ
-@given(seed=seeds, mode=st.sampled_from(FUSION_MODES), units=st.one_of(st.none(), st.integers(1, 6)),
-       n=st.integers(2, 4), features=st.integers(1, 5), dtype=float_dtypes,
-       weighted=st.booleans())
+@given(
+    seed=seeds,
+    mode=st.sampled_from(FUSION_MODES),
+    units=st.one_of(st.none(), st.integers(1, 6)),
+    n=st.integers(2, 4),
+    features=st.integers(1, 5),
+    dtype=float_dtypes,
+    weighted=st.booleans(),
+)
 def test_fusion_valid_examples_work(seed, mode, units, n, features, dtype, weighted):
     arrays = [_array(seed + i, (3, features), dtype) for i in range(n)]
     weights = [float(i + 1) for i in range(n)] if weighted and mode == "weighted" else None
@@ -165,18 +223,21 @@ def test_fusion_valid_examples_work(seed, mode, units, n, features, dtype, weigh
 
 
 @FUZZ
-@given(seed=seeds, mode=st.one_of(st.sampled_from(FUSION_MODES), junk),
-       units=st.one_of(st.none(), st.integers(1, 6), junk),
-       branches=st.lists(st.lists(st.integers(1, 4), min_size=0, max_size=3), min_size=1,
-                         max_size=4),
-       weights=st.one_of(st.none(), st.lists(st.floats(-1, 3), min_size=1, max_size=4), junk),
-       dtype=any_dtypes, concat_layer=st.booleans())
-def test_fusion_anything_works_or_fails_cleanly(seed, mode, units, branches, weights, dtype,
-                                                concat_layer):
+@given(
+    seed=seeds,
+    mode=st.one_of(st.sampled_from(FUSION_MODES), junk),
+    units=st.one_of(st.none(), st.integers(1, 6), junk),
+    branches=st.lists(st.lists(st.integers(1, 4), min_size=0, max_size=3), min_size=1, max_size=4),
+    weights=st.one_of(st.none(), st.lists(st.floats(-1, 3), min_size=1, max_size=4), junk),
+    dtype=any_dtypes,
+    concat_layer=st.booleans(),
+)
+def test_fusion_anything_works_or_fails_cleanly(
+    seed, mode, units, branches, weights, dtype, concat_layer
+):
     arrays = [_array(seed + i, [3] + b, dtype) for i, b in enumerate(branches)]
 
     def layer():
-        return FusionConcat() if concat_layer else Fusion(mode, units=units,
-                                                          branch_weights=weights)
+        return FusionConcat() if concat_layer else Fusion(mode, units=units, branch_weights=weights)
 
     _run(_functional(layer, arrays), _inputs(arrays), False)

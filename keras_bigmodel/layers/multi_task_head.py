@@ -1,0 +1,171 @@
+"""Named task heads on a shared trunk (the documents' multi-task model, section 2.3)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import keras
+
+from keras_bigmodel import validation as v
+from keras_bigmodel.layers.base import DENSE_OPTIONS, CompositeLayer
+from keras_bigmodel.layers.task_head import TaskHead
+
+__all__ = ["TASK_SPEC_KEYS", "MultiTaskHead", "check_task_name"]
+
+_TASK_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+# The configuration keys of a TaskHead that a `MultiTaskHead` task spec may hold.
+TASK_SPEC_KEYS = (
+    "units",
+    "activation",
+    "hidden_units",
+    "hidden_activation",
+    "dropout",
+    "use_bias",
+    *DENSE_OPTIONS,
+    "seed",
+)
+_BASE_LAYER_KEYS = ("name", "trainable", "dtype")
+
+
+def check_task_name(name: Any, tasks: Any = None) -> str:
+    """A task name: letters, digits, `_`, `.` or `-`, starting with a letter or `_`."""
+    if not isinstance(name, str) or not _TASK_NAME.match(name):
+        where = f" in tasks={list(tasks)!r}" if tasks is not None else ""
+        raise ValueError(
+            "Task names must be strings of letters, digits, '_', '.' or '-' that start "
+            f"with a letter or '_'. Received: task name {name!r}{where}"
+        )
+    return name
+
+
+def _normalize_task_spec(name: str, spec: Any) -> dict:
+    """A task spec is `units` (an int) or a dict of TaskHead arguments."""
+    if isinstance(spec, TaskHead):
+        raise ValueError(
+            f"`tasks['{name}']` must be a dict of TaskHead arguments, not a TaskHead "
+            f"instance, so that the layer can be rebuilt from its config. "
+            f"Received: tasks['{name}']={spec!r}"
+        )
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        return {"units": spec}
+    if not isinstance(spec, Mapping):
+        raise ValueError(
+            f"`tasks['{name}']` must be a positive integer (the task's units) or a dict "
+            f"of TaskHead arguments such as {{'units': 10, 'activation': 'softmax'}}. "
+            f"Received: tasks['{name}']={spec!r}"
+        )
+    unknown = sorted(set(spec) - set(TASK_SPEC_KEYS))
+    if unknown:
+        raise ValueError(
+            f"`tasks['{name}']` has unknown keys {unknown}; allowed keys are "
+            f"{list(TASK_SPEC_KEYS)}. Received: tasks['{name}']={dict(spec)!r}"
+        )
+    if "units" not in spec:
+        raise ValueError(
+            f"`tasks['{name}']` must give 'units'. Received: tasks['{name}']={dict(spec)!r}"
+        )
+    return dict(spec)
+
+
+@keras.saving.register_keras_serializable(package="keras_bigmodel")
+class MultiTaskHead(CompositeLayer):
+    """Named task heads on a shared trunk; returns a dict `{task_name: output}`.
+
+    This is the documents' multi-task model (section 2.3) as one layer: the
+    trunk's features feed one `TaskHead` per task. Because the output is a dict
+    keyed by task name, a functional model built on it has named outputs, and
+    `compile` takes per-task losses, loss weights and metrics by those names.
+
+    Args:
+        tasks: Dict mapping each task name to its head: either the number of
+            units, or a dict of `TaskHead` arguments (`units`, `activation`,
+            `hidden_units`, `hidden_activation`, `dropout`, `use_bias`,
+            initializers, regularizers, `seed`). Task names start with a letter
+            or underscore and hold letters, digits, `_`, `.` and `-`.
+        **kwargs: Base layer arguments (`name`, `dtype`, `trainable`).
+
+    Call arguments:
+        inputs: The shared features, shape `(batch, ..., features)`.
+        training: Whether dropout in the heads is active.
+
+    Returns:
+        A dict mapping each task name to a tensor of shape
+        `(batch, ..., units_of_that_task)`.
+
+    Example:
+
+    ```python
+    import keras
+    from keras_bigmodel.layers import MultiTaskHead
+
+    inputs = keras.Input(shape=(64,))
+    trunk = keras.layers.Dense(128, activation="relu")(inputs)
+    outputs = MultiTaskHead({
+        "task1": {"units": 10, "activation": "softmax"},
+        "task2": {"units": 5, "activation": "softmax"},
+    })(trunk)
+    model = keras.Model(inputs, outputs)
+    model.compile(
+        optimizer="adam",
+        loss={"task1": "categorical_crossentropy", "task2": "categorical_crossentropy"},
+        loss_weights={"task1": 1.0, "task2": 0.5},
+        metrics={"task1": ["accuracy"], "task2": ["accuracy"]},
+    )
+    ```
+
+    Reference:
+        Ruder, "An Overview of Multi-Task Learning in Deep Neural Networks",
+        arXiv:1706.05098, 2017.
+    """
+
+    def __init__(self, tasks: Mapping[str, Any], **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(tasks, Mapping) or not tasks:
+            raise ValueError(
+                "`tasks` must be a non-empty dict mapping task names to head specs, e.g. "
+                "{'task1': {'units': 10, 'activation': 'softmax'}}. "
+                f"Received: tasks={tasks!r}"
+            )
+        self.tasks = {}
+        for name, spec in tasks.items():
+            check_task_name(name, tasks)
+            spec = _normalize_task_spec(name, spec)
+            TaskHead(**spec)  # validates the spec now, with TaskHead's own messages
+            self.tasks[name] = spec
+        self.task_names = tuple(self.tasks)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        v.check_rank(self, shape, 2)
+        v.known_dim(self, shape, -1)
+        self.heads = {
+            name: TaskHead(name=name, dtype=self.sublayer_dtype(name), **spec)
+            for name, spec in self.tasks.items()
+        }
+        for head in self.heads.values():
+            head.build(shape)
+
+    def call(self, inputs, training=None):
+        return {name: head(inputs, training=training) for name, head in self.heads.items()}
+
+    def compute_mask(self, inputs, mask=None):
+        if mask is None:
+            return None
+        return {name: mask for name in self.task_names}
+
+    def compute_output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        v.check_rank(self, shape, 2)
+        return {name: shape[:-1] + (spec["units"],) for name, spec in self.tasks.items()}
+
+    def get_config(self):
+        config = super().get_config()
+        tasks = {}
+        for name, spec in self.tasks.items():
+            head_config = TaskHead(**spec).get_config()
+            tasks[name] = {k: v_ for k, v_ in head_config.items() if k not in _BASE_LAYER_KEYS}
+        config["tasks"] = tasks
+        return config
