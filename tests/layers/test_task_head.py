@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from harness import layer_case, layer_contract, to_numpy
-from keras import ops
+from references import dense as np_dense
 
 from keras_bigmodel.layers import TaskHead
 
@@ -24,18 +24,6 @@ CASES = [
     ),
 ]
 test_contract = layer_contract(CASES)
-
-
-def np_dense(layer, x, activation=None):
-    k = np.asarray(ops.convert_to_numpy(layer.kernel), dtype="float64")
-    b = np.asarray(ops.convert_to_numpy(layer.bias), dtype="float64")
-    y = x @ k + b
-    if activation == "relu":
-        return np.maximum(y, 0)
-    if activation == "softmax":
-        e = np.exp(y - y.max(-1, keepdims=True))
-        return e / e.sum(-1, keepdims=True)
-    return y
 
 
 @pytest.fixture
