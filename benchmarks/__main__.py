@@ -139,6 +139,7 @@ def _run_here(args) -> dict:
         else:
             print(json.dumps(result, indent=2), flush=True)
     report["seconds"] = round(time.perf_counter() - started, 1)
+    report["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report["targets"] = targets(report)
     print("\n== targets")
     print("\n".join(report["targets"]))

@@ -105,6 +105,7 @@ def machine() -> dict:
         "keras": keras.__version__,
         "backend": keras.backend.backend(),
         "lscpu": _lscpu(),
+        "load_average_1_5_15_min": [round(x, 2) for x in os.getloadavg()],
     }
     if info["backend"] == "torch":
         import torch
