@@ -204,7 +204,7 @@ class _ExpertLayer(CompositeLayer):
     def reset_gate_usage(self) -> None:
         """Starts the gate statistics afresh (e.g. at the start of each epoch)."""
         if self.gate_metrics and self.built:
-            self.gate_weight_sum.assign(ops.zeros_like(self.gate_weight_sum))
+            self.gate_weight_sum.assign(ops.zeros(self.gate_weight_sum.shape))
             self.gate_weight_count.assign(0.0)
 
     # ----------------------------------------------------------------- outputs
