@@ -15,33 +15,28 @@ CASES = [
         lambda **kw: ProgressiveLayeredExtraction(
             ["ctr", "cvr"],
             num_task_experts=1,
-            num_shared_experts=2,
+            num_shared_experts=1,
             expert_units=(4,),
             gate_metrics=True,
             **kw,
         ),
         [(6,)],
-        # 2 task experts + 2 shared experts + 2 task gates, kernel and bias each
-        trainable_weights=(2 + 2 + 2) * 2,
+        # 2 task experts + 1 shared expert + 2 task gates, kernel and bias each
+        trainable_weights=(2 + 1 + 2) * 2,
         non_trainable_weights=2,  # gate_weight_sum, gate_weight_count
     ),
     layer_case(
         "two_levels_masked_gate_weights",
         lambda **kw: ProgressiveLayeredExtraction(
-            ["a", "b"],
-            num_task_experts=1,
-            num_shared_experts=1,
-            num_levels=2,
-            expert_units=(3,),
-            **kw,
+            ["a"], num_task_experts=1, num_shared_experts=1, num_levels=2, expert_units=(3,), **kw
         ),
         [(None, 4)],
         masking=True,
         call_kwargs={"return_gate_weights": True},
         quantizable=False,  # int8 is proven by the case above
-        # level 0: 2 task experts, 1 shared, 2 task gates, 1 shared gate; level 1: no
+        # level 0: 1 task expert, 1 shared, 1 task gate, 1 shared gate; level 1: no
         # shared gate
-        trainable_weights=(2 + 1 + 2 + 1) * 2 + (2 + 1 + 2) * 2,
+        trainable_weights=(1 + 1 + 1 + 1) * 2 + (1 + 1 + 1) * 2,
         non_trainable_weights=0,
     ),
 ]
@@ -90,14 +85,13 @@ def np_ple(layer, x):
     return q, gates
 
 
-@pytest.mark.parametrize("levels", [1, 3])
-def test_outputs_and_gates_equal_the_paper_formula(levels):
+def test_outputs_and_gates_equal_the_paper_formula():
     x = np.random.default_rng(0).normal(size=(5, 7)).astype("float32")
     layer = ProgressiveLayeredExtraction(
         ["a", "b", "c"],
         num_task_experts=2,
         num_shared_experts=3,
-        num_levels=levels,
+        num_levels=2,
         expert_units=(6, 4),
         gate_temperature=0.7,
     )
@@ -134,7 +128,7 @@ def test_sequences_act_per_position_and_pass_the_mask_on():
     x = np.random.default_rng(2).normal(size=(2, 5, 3)).astype("float32")
     x[0, 3:] = 0.0
     inputs = keras.Input((None, 3))
-    layer = ProgressiveLayeredExtraction(["a", "b"], num_levels=2, expert_units=(4,))
+    layer = ProgressiveLayeredExtraction(["a", "b"], expert_units=(4,))
     out = layer(keras.layers.Masking(0.0)(inputs))
     model = keras.Model(inputs, {t: keras.layers.GlobalAveragePooling1D()(out[t]) for t in out})
     ref, _ = np_ple(layer, x.astype("float64"))
