@@ -1,0 +1,100 @@
+"""`explain MODEL --data PATH --out FILE.png`: what the model looks at, for a few
+examples taken from each class in turn, drawn by `keras_bigmodel.explain.explain`
+(which picks Grad-CAM, saliency, integrated gradients or attention for the model)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import keras_bigmodel as kbm
+from keras_bigmodel.cli._common import (
+    CommandError,
+    check_fits,
+    class_names_for,
+    load_data,
+    load_model,
+    output_names,
+    say,
+    view_for,
+)
+
+__all__ = ["MAX_SAMPLES", "pick_examples", "run_explain"]
+
+MAX_SAMPLES = 32
+
+
+def pick_examples(labels: np.ndarray | None, count: int) -> np.ndarray:
+    """`count` example indices, taking the classes in turn (the first of each class,
+    then the second of each, ...), or simply the first `count` without labels."""
+    if labels is None:
+        return np.arange(count)
+    by_class = [list(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    picked = []
+    while len(picked) < count and any(by_class):
+        for members in by_class:
+            if members and len(picked) < count:
+                picked.append(members.pop(0))
+    return np.asarray(picked, dtype="int64")
+
+
+def run_explain(args, out) -> None:
+    """Checks that the model fits the data, then explains a few examples into a PNG."""
+    if not args.out.lower().endswith(".png"):
+        raise CommandError(f"--out must end in .png. Received: {args.out}")
+    if args.samples > MAX_SAMPLES:
+        raise CommandError(f"--samples must be at most {MAX_SAMPLES}. Received: {args.samples}")
+    loaded = load_model(args.model, out)
+    model = loaded.model
+    view = view_for(model)
+    dataset = load_data(args, loaded, require_labels=False, view=view, subset="test", out=out)
+    check_fits(loaded, view, dataset)
+    tasks = output_names(model)
+    names = class_names_for(loaded, dataset, view)
+    if tasks is None:
+        if args.output is not None:
+            raise CommandError(
+                f"--output picks a task of a multi-task model; {loaded.label} has one output"
+            )
+        task, output = next(iter(names)), None
+    else:
+        task = args.output if args.output is not None else tasks[0]
+        if task not in tasks:
+            raise CommandError(
+                f"--output {task!r} is not a task of {loaded.label}; its tasks: {', '.join(tasks)}"
+            )
+        output = task
+    labels = None
+    if dataset.labelled and task in dataset.labels and view.target != "binary":
+        labels = dataset.sparse_labels()[task]
+    chosen = pick_examples(labels, min(args.samples, len(dataset)))
+    inputs = view.model_inputs(dataset.take(chosen))
+    say(
+        out,
+        f"explaining {len(chosen)} examples"
+        + (f" for task '{task}'" if tasks is not None else "")
+        + " ...",
+    )
+    result = kbm.explain.explain(
+        model,
+        inputs,
+        args.out,
+        labels=None if labels is None else labels[chosen],
+        class_names=names[task],
+        method=args.method,
+        output=output,
+        model_name=loaded.name,
+    )
+    kinds = ", ".join(f"{k} '{n}'" for n, k in result["inputs"].items())
+    say(
+        out,
+        f"{result['method']} of {len(chosen)} examples ({kinds}) from {dataset.source} "
+        f"-> {args.out}",
+    )
+    if result.get("predicted") is not None:
+        pairs = []
+        for i, p in enumerate(result["predicted"]):
+            shown = names[task][p]
+            if labels is not None:
+                shown = f"{names[task][labels[chosen[i]]]}->{shown}"
+            pairs.append(shown)
+        say(out, ("true->predicted: " if labels is not None else "predicted: ") + ", ".join(pairs))

@@ -1,0 +1,50 @@
+"""`verify` and `quantize`: model files."""
+
+from __future__ import annotations
+
+import os
+
+import keras_bigmodel as kbm
+import zoo
+from keras_bigmodel.cli._common import CommandError, say
+from keras_bigmodel.verification import verify_file
+
+__all__ = ["run_quantize", "run_verify"]
+
+
+def run_verify(args, out) -> None:
+    """Reloads in safe mode; compares with the recorded probe predictions (preset
+    directories) and with a second save/reload."""
+    path, expected, probe = args.model, None, None
+    if os.path.isdir(path):
+        metadata = zoo.read_preset_metadata(path)
+        probe = metadata.get("probe")
+        expected = (probe or {}).get("outputs")
+        zoo.load_preset(path, compile=False)  # the SHA-256 check of model.keras
+        path = os.path.join(path, "model.keras")
+    elif not os.path.lexists(path):
+        raise CommandError(f"No such file or directory: {path}")
+    say(out, f"verifying {path} ...")
+    report = verify_file(path, expected=expected, atol=args.atol, probe=probe)
+    recorded = report["probe_vs_recorded"]
+    say(out, f"loaded in safe mode: {path} ({report['parameters']:,} parameters)")
+    if recorded is not None:
+        say(out, f"probe predictions vs recorded: max difference {recorded:.3g}")
+    say(out, f"save/reload round trip: max difference {report['resave_vs_load']:.3g}")
+    if not report["ok"]:
+        raise CommandError(
+            f"verification FAILED for {args.model}: predictions differ by more than {args.atol}"
+        )
+    say(out, "OK")
+
+
+def run_quantize(args, out) -> None:
+    """Quantizes a .keras file's weights and saves the result."""
+    if os.path.isdir(args.model) or not os.path.lexists(args.model):
+        raise CommandError(f"quantize needs a .keras file. Received: {args.model}")
+    if not args.out.endswith(".keras"):
+        raise CommandError(f"--out must end in .keras. Received: {args.out}")
+    model = kbm.compress.quantize(kbm.load_model(args.model), mode=args.mode)
+    kbm.save_model(model, args.out)
+    before, after = os.path.getsize(args.model), os.path.getsize(args.out)
+    say(out, f"{args.mode}: {before:,} -> {after:,} bytes ({after / before:.2f}x) -> {args.out}")
