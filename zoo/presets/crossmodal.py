@@ -9,6 +9,7 @@ from keras_bigmodel.layers import AttentionLayer, Fusion, MultiTaskHead, TaskHea
 from keras_bigmodel.layers.fusion_modes import FUSION_MODES
 from zoo.presets._blocks import augmentation_block
 from zoo.presets._plain import DocumentsAttentionLayer, HandGatedFusion
+from zoo.presets.mmoe import EXPERT_KINDS, expert_block, task_towers
 from zoo.registry import preset
 from zoo.views import DataView, ModelInput
 
@@ -45,13 +46,15 @@ def plain_crossmodal() -> keras.Model:
         "fusion_units": 6,
     },
     variants={
-        "attention_tasks_dropout": {
+        "attention_tasks_dropout_mmoe": {
             "fusion_mode": "attention",
             "modality_dropout": 0.3,
             "tasks": {
                 "label": {"units": 4, "activation": "softmax"},
                 "domain": {"units": 2, "activation": "softmax"},
             },
+            "experts": "mmoe",
+            "expert_options": {"num_experts": 2},
         },
     },
     data=DataView(
@@ -74,6 +77,8 @@ def crossmodal(
     fusion_units=64,
     modality_dropout=0.0,
     tasks=None,
+    experts=None,
+    expert_options=None,
     augmentation=None,
     dtype=None,
     name="crossmodal",
@@ -85,6 +90,12 @@ def crossmodal(
     joins them (with `modality_dropout`, whole modalities are dropped in training
     so that the model copes when one is missing); a `TaskHead(num_classes,
     softmax)` predicts, or, with `tasks`, a `MultiTaskHead` with one head per task.
+
+    With `tasks`, `experts="mmoe"` or `"ple"` puts a `MixtureOfExperts` or a
+    `ProgressiveLayeredExtraction` layer (`"experts"`, experts of `fusion_units`
+    units) between the fused features and the heads (`"tower_{task}"`), so that
+    each task draws on the modalities' features through its own gate;
+    `expert_options` passes further arguments to that layer.
     """
     image_shape = v.check_shape("image_shape", image_shape, 3, 3)
     sequence_shape = v.check_shape("sequence_shape", sequence_shape, 2, 2, allow_none=True)
@@ -96,6 +107,18 @@ def crossmodal(
     fusion_mode = v.check_choice("fusion_mode", fusion_mode, FUSION_MODES)
     fusion_units = v.check_positive_int("fusion_units", fusion_units)
     dtype = v.check_dtype_policy("dtype", dtype)
+    if experts is not None or expert_options is not None:
+        if experts is None or tasks is None:
+            raise ValueError(
+                "`experts` ('mmoe' or 'ple') needs `tasks`, and `expert_options` needs "
+                f"`experts`. Received: experts={experts!r}, expert_options={expert_options!r}, "
+                f"tasks={tasks!r}"
+            )
+        experts = v.check_choice("experts", experts, EXPERT_KINDS)
+        if expert_options is not None and not isinstance(expert_options, dict):
+            raise ValueError(
+                f"`expert_options` must be a dict. Received: expert_options={expert_options!r}"
+            )
     if min(image_shape[:2]) < 6:
         raise ValueError(
             f"`image_shape` must be at least 6x6. Received: image_shape={image_shape!r}"
@@ -125,7 +148,11 @@ def crossmodal(
         dtype=dtype,
         name="fusion",
     )([x, s])
-    if tasks is None:
+    if experts is not None:
+        options = {"expert_units": (fusion_units,), **(expert_options or {})}
+        mixtures = expert_block(fused, experts, tasks, options, dtype=dtype)
+        outputs = task_towers(mixtures, tasks, dtype=dtype)
+    elif tasks is None:
         outputs = TaskHead(num_classes, activation="softmax", dtype=dtype, name="predictions")(
             fused
         )

@@ -9,6 +9,7 @@ import numpy as np
 
 from keras_bigmodel import validation as v
 from keras_bigmodel.layers import MultiTaskHead
+from zoo.presets.mmoe import EXPERT_KINDS, expert_block, task_towers
 from zoo.registry import preset
 from zoo.views import DataView, ModelInput
 
@@ -57,7 +58,11 @@ def digits_tasks(images: np.ndarray, labels: np.ndarray):
                 "digit": {"units": 3, "activation": "softmax", "hidden_units": [4]},
                 "parity": {"units": 2, "activation": "softmax"},
             },
-        }
+        },
+        "ple_experts": {
+            "experts": "ple",
+            "expert_options": {"num_levels": 2, "gate_temperature": 0.5},
+        },
     },
     data=DataView(
         inputs=(ModelInput("features", "vector"),), target="tasks", digits_view=digits_tasks
@@ -70,6 +75,8 @@ def multitask(
     tasks=DOCUMENT_TASKS,
     num_classes=None,
     dropout=0.0,
+    experts=None,
+    expert_options=None,
     dtype=None,
     name="multitask",
 ) -> keras.Model:
@@ -78,6 +85,12 @@ def multitask(
     `tasks` maps task names to head specs (see `MultiTaskHead`); `num_classes`
     is a shortcut that changes the units of named tasks, e.g.
     `num_classes={"task1": 10, "task2": 2}`.
+
+    `experts="mmoe"` or `"ple"` replaces the shared trunk by a `MixtureOfExperts`
+    or a `ProgressiveLayeredExtraction` layer (called `"experts"`) whose experts
+    have `trunk_units` layers (and `dropout`), with one gate per task; each task's
+    head (`"tower_{task}"`) reads its own mixture. `expert_options` passes further
+    arguments to that layer, e.g. `{"num_experts": 8}` or `{"num_levels": 2}`.
     """
     shape = v.check_shape("input_shape", input_shape, 1, 1)
     trunk_units = v.check_int_tuple("trunk_units", trunk_units)
@@ -99,6 +112,23 @@ def multitask(
             tasks[task] = {**spec, "units": v.check_positive_int(f"num_classes['{task}']", units)}
 
     inputs = keras.Input(shape=shape, name="features")
+    if experts is not None or expert_options is not None:
+        if experts is None:
+            raise ValueError(
+                "`expert_options` needs `experts='mmoe'` or `'ple'`. "
+                f"Received: expert_options={expert_options!r}"
+            )
+        experts = v.check_choice("experts", experts, EXPERT_KINDS)
+        if expert_options is not None and not isinstance(expert_options, dict):
+            raise ValueError(
+                f"`expert_options` must be a dict. Received: expert_options={expert_options!r}"
+            )
+        if not trunk_units:
+            raise ValueError("`trunk_units` must give the experts' layer sizes with `experts`")
+        options = {"expert_units": trunk_units, "dropout": dropout, **(expert_options or {})}
+        mixtures = expert_block(inputs, experts, tasks, options, dtype=dtype)
+        outputs = task_towers(mixtures, tasks, dtype=dtype)
+        return keras.Model(inputs, outputs, name=v.check_name("name", name))
     x = inputs
     for i, width in enumerate(trunk_units):
         x = keras.layers.Dense(width, activation="relu", dtype=dtype, name=f"trunk_{i}")(x)
