@@ -1,0 +1,65 @@
+"""Explanations on every backend (the documents' trend 3.3: interpretability).
+
+Gradient methods (saliency, SmoothGrad, integrated gradients, Grad-CAM, Grad-CAM++)
+use the backend's own autodiff (`tf.GradientTape`, `jax.grad`, `torch.autograd`)
+behind one small function, and explain the logits: the final softmax or sigmoid is
+replaced by the identity for the explanation (as tf-keras-vis's `ReplaceToLinear`
+does) without touching the model. They work on functional, Sequential and nested
+models, on dict and list outputs (`output=`), on several inputs (one map per input,
+keyed by input name) and on images `(H, W, C)`, sequences `(time, features)` and
+vectors. `attention_scores` reads an `AttentionLayer`'s weights. `explain` picks a
+method for a model and writes a readable PNG; the `save_*` functions draw maps
+computed elsewhere. `synthetic` holds two tasks with a known right explanation.
+
+Modules: `methods` (saliency, SmoothGrad, integrated gradients), `cam` (Grad-CAM,
+Grad-CAM++, Score-CAM), `attention`, `figures`, `api` (`explain`), `synthetic`; the
+backend-specific gradient is in `_gradients` and the model replay in `_model`.
+"""
+
+from keras_bigmodel.explain import synthetic
+from keras_bigmodel.explain.api import METHODS, explain
+from keras_bigmodel.explain.attention import attention_layers, attention_scores
+from keras_bigmodel.explain.cam import (
+    CAM_METHODS,
+    conv_layers,
+    gradcam,
+    gradcam_plus_plus,
+    scorecam,
+)
+from keras_bigmodel.explain.figures import (
+    METHOD_LABELS,
+    save_attention_plot,
+    save_feature_bars,
+    save_heatmap,
+    save_sequence_map,
+)
+from keras_bigmodel.explain.methods import (
+    attribution_map,
+    class_scores,
+    integrated_gradients,
+    saliency,
+    smoothgrad,
+)
+
+__all__ = [
+    "CAM_METHODS",
+    "METHODS",
+    "METHOD_LABELS",
+    "attention_layers",
+    "attention_scores",
+    "attribution_map",
+    "class_scores",
+    "conv_layers",
+    "explain",
+    "gradcam",
+    "gradcam_plus_plus",
+    "integrated_gradients",
+    "saliency",
+    "save_attention_plot",
+    "save_feature_bars",
+    "save_heatmap",
+    "save_sequence_map",
+    "scorecam",
+    "smoothgrad",
+    "synthetic",
+]

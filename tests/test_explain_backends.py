@@ -1,0 +1,142 @@
+"""The same maps on TensorFlow, JAX and PyTorch: every zoo preset (tiny) and a nested
+model are saved once with their inputs; one process per backend reloads them and
+computes saliency, SmoothGrad, integrated gradients, Grad-CAM, Grad-CAM++ and attention;
+the maps must agree with TensorFlow's within 1e-4."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BACKENDS = ("jax", "torch")
+
+
+def _nested_model():
+    import keras
+    from test_explain import ZEROS, numpy_init
+
+    backbone = keras.Sequential(
+        [keras.Input((8, 8, 1)), keras.layers.Conv2D(3, 3, activation="relu", **ZEROS)],
+        name="backbone",
+    )
+    head_in = keras.Input((6, 6, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(head_in)
+    head = keras.Model(
+        head_in, keras.layers.Dense(4, activation="softmax", **ZEROS)(pooled), name="head"
+    )
+    image = keras.Input((8, 8, 1), name="image")
+    return numpy_init(keras.Model(image, head(backbone(image)), name="nested"))
+
+
+def save_cases(directory: str) -> None:
+    """Writes `<case>.keras`, `<case>.npz` (inputs) and `cases.json` (what to compute)."""
+    from test_explain_presets import build_tiny, explained_output, inputs_for
+
+    import keras_bigmodel as kbm
+    import zoo
+
+    cases = {}
+    models = {name: build_tiny(name) for name in zoo.list_presets()}
+    models["nested"] = _nested_model()
+    for name, model in models.items():
+        arrays = inputs_for(model, batch=2, seed=1)
+        names = (
+            sorted(model.input) if isinstance(model.input, dict) else [t.name for t in model.inputs]
+        )
+        kbm.save_model(model, os.path.join(directory, f"{name}.keras"))
+        np.savez(os.path.join(directory, f"{name}.npz"), *arrays)
+        output = explained_output(model)
+        tensor = model.output[output] if isinstance(model.output, dict) else model.outputs[0]
+        classes = int(tensor.shape[-1])
+        cases[name] = {
+            "inputs": names,
+            "dict": isinstance(model.input, dict),
+            "output": output,
+            "classes": [1 % classes, classes - 1],
+        }
+    with open(os.path.join(directory, "cases.json"), "w", encoding="utf-8") as f:
+        json.dump(cases, f)
+
+
+def compute(directory: str) -> dict:
+    """Every map of every case, as {"case/method/input": array}, on this process's backend."""
+    import keras_bigmodel as kbm
+
+    explain = kbm.explain
+    with open(os.path.join(directory, "cases.json"), encoding="utf-8") as f:
+        cases = json.load(f)
+    results = {}
+    for name, case in cases.items():
+        model = kbm.load_model(os.path.join(directory, f"{name}.keras"))
+        with np.load(os.path.join(directory, f"{name}.npz")) as data:
+            arrays = [data[f"arr_{i}"] for i in range(len(case["inputs"]))]
+        feed = (
+            dict(zip(case["inputs"], arrays))
+            if case["dict"]
+            else (arrays if len(arrays) > 1 else arrays[0])
+        )
+        classes, output = case["classes"], case["output"]
+        maps = {
+            "saliency": explain.saliency(model, feed, classes, output=output),
+            "integrated_gradients": explain.attribution_map(
+                explain.integrated_gradients(
+                    model, feed, classes, output=output, steps=8, batch_size=2
+                )
+            ),
+        }
+        if name == "cnn":
+            maps["smoothgrad"] = explain.smoothgrad(model, feed, classes, samples=3, seed=0)
+        if explain.conv_layers(model):
+            for method in ("gradcam", "gradcam++"):
+                maps[method] = explain.gradcam(model, feed, classes, output=output, method=method)
+        if len(explain.attention_layers(model)) == 1:
+            maps["attention"] = explain.attention_scores(model, feed)
+        for method, value in maps.items():
+            for key, array in value.items() if isinstance(value, dict) else [("", value)]:
+                results[f"{name}/{method}/{key}"] = np.asarray(array)
+    return results
+
+
+def worker(directory: str, backend: str) -> None:
+    """Runs in a fresh process with KERAS_BACKEND=<backend>."""
+    np.savez(os.path.join(directory, f"maps-{backend}.npz"), **compute(directory))
+
+
+@pytest.mark.once
+def test_maps_are_equal_on_tensorflow_jax_and_pytorch(tmp_path):
+    directory = str(tmp_path)
+    save_cases(directory)
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([HERE, ROOT, os.environ.get("PYTHONPATH", "")])
+    )
+    processes = {
+        backend: subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                f"import test_explain_backends as t; t.worker({directory!r}, {backend!r})",
+            ],
+            env=dict(env, KERAS_BACKEND=backend),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for backend in BACKENDS
+    }
+    expected = compute(directory)  # TensorFlow, in this process, meanwhile
+    assert len(expected) >= 20
+    for backend, process in processes.items():
+        log, _ = process.communicate(timeout=600)
+        assert process.returncode == 0, f"{backend} worker failed:\n{log[-3000:]}"
+        with np.load(os.path.join(directory, f"maps-{backend}.npz")) as found:
+            assert sorted(found.files) == sorted(expected)
+            for key, array in expected.items():
+                np.testing.assert_allclose(
+                    found[key], array, atol=1e-4, err_msg=f"{backend}: {key}"
+                )
