@@ -188,7 +188,8 @@ def _field_error(path: str, field: str, expected: str, value: Any) -> kbm.ModelF
     shown = repr(value)
     shown = shown if len(shown) <= 80 else shown[:77] + "..."
     return kbm.ModelFileError(
-        f"{path}: field {field!r} must be {expected}. Received: {shown} ({type(value).__name__})"
+        f"{path} must hold a JSON object whose field {field!r} is {expected}. Received: "
+        f"{shown} ({type(value).__name__})"
     )
 
 

@@ -95,30 +95,30 @@ def test_every_file_is_read_with_a_size_limit(preset):
 
 
 MALFORMED = [
-    ("probe_list", lambda m: m.update(probe=[1, 2]), r"'probe' must be a JSON object"),
+    ("probe_list", lambda m: m.update(probe=[1, 2]), r"field 'probe' is a JSON object"),
     (
         "probe_batch_str",
         lambda m: m["probe"].update(batch="2"),
-        r"'probe\.batch' must be an "
+        r"'probe\.batch' is an "
         r"int >= 0\. Received: '2' \(str\)",
     ),
     (
         "probe_batch_zero",
         lambda m: m["probe"].update(batch=0),
-        r"'probe\.batch' must be an int "
+        r"'probe\.batch' is an int "
         r"in \[1, 1024\]",
     ),
     (
         "probe_outputs",
         lambda m: m["probe"].update(outputs="x"),
-        r"'probe\.outputs' must be a "
+        r"'probe\.outputs' is a "
         r"list or an object of lists",
     ),
-    ("probe_no_seed", lambda m: m["probe"].pop("seed"), r"'probe\.seed' must be an int"),
-    ("parameters_bool", lambda m: m.update(parameters=True), r"'parameters' must be an int >= 0"),
-    ("sha_short", lambda m: m.update(model_sha256="abc"), r"'model_sha256' must be 64 lowercase"),
-    ("name_empty", lambda m: m.update(name=""), r"'name' must be a non-empty string"),
-    ("config_list", lambda m: m.update(config=[]), r"'config' must be a JSON object"),
+    ("probe_no_seed", lambda m: m["probe"].pop("seed"), r"'probe\.seed' is an int"),
+    ("parameters_bool", lambda m: m.update(parameters=True), r"'parameters' is an int >= 0"),
+    ("sha_short", lambda m: m.update(model_sha256="abc"), r"'model_sha256' is 64 lowercase"),
+    ("name_empty", lambda m: m.update(name=""), r"'name' is a non-empty string"),
+    ("config_list", lambda m: m.update(config=[]), r"'config' is a JSON object"),
     ("no_name", lambda m: m.pop("name"), r"has no 'name' field"),
     (
         "newer_format",
@@ -129,10 +129,10 @@ MALFORMED = [
     (
         "model_file",
         lambda m: m.update(model_file="../other.keras"),
-        r"'model_file' must be "
+        r"'model_file' is "
         r"'model\.keras'",
     ),
-    ("created_with", lambda m: m.update(created_with=[]), r"'created_with' must be a JSON obj"),
+    ("created_with", lambda m: m.update(created_with=[]), r"'created_with' is a JSON obj"),
 ]
 
 
@@ -167,7 +167,7 @@ def test_the_cli_verify_prints_one_line_for_a_malformed_probe(preset, capsys):
     _edit_metadata(preset, lambda m: m.update(probe="oops"))
     assert main(["verify", str(preset)]) == 1
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "'probe' must be a JSON object" in err
+    assert len(err.splitlines()) == 1 and "'probe' is a JSON object" in err
 
 
 BAD_RECORDINGS = {
