@@ -237,24 +237,17 @@ class _Named(io.BufferedReader):
     temporary directory, not in the model file's (which a load must not write to)."""
 
 
-def _keras_view(f: IO[bytes]) -> io.BufferedReader:
-    raw = (
-        io.FileIO(f.fileno(), "rb", closefd=False) if hasattr(f, "fileno") and _has_fd(f) else None
-    )
-    if raw is None:
-        return f  # an in-memory or spooled copy: Keras reads it as is
+def _keras_view(f: IO[bytes]) -> IO[bytes]:
+    """`f` as Keras reads it: for an open file, a second reader on the same descriptor
+    whose `name` points scratch files to the system's temporary directory; an in-memory
+    or spooled copy as it is (asking a spooled file for its descriptor writes it out)."""
+    if not isinstance(f, (io.BufferedReader, io.FileIO)):
+        return f
+    raw = io.FileIO(f.fileno(), "rb", closefd=False)
     raw.name = os.path.join(tempfile.gettempdir(), "keras-bigmodel-load.keras")
     view = _Named(raw)
     view.seek(f.tell())
     return view
-
-
-def _has_fd(f) -> bool:
-    try:
-        f.fileno()
-        return True
-    except (OSError, io.UnsupportedOperation, AttributeError):
-        return False
 
 
 @contextlib.contextmanager

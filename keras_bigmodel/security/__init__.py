@@ -45,9 +45,10 @@ safe mode forced on for the duration (and restored afterwards, even if the host 
 `keras.config.enable_unsafe_deserialization()`), and an import blocker for every module
 the file names that is not imported yet. MemoryError and RecursionError while checking
 become `UnsafeModelError`. What is not guaranteed: Keras's and HDF5's own parsers are
-trusted with bytes that passed these checks, and the CPU time to build and initialise a
-model within the limits is Keras's; a file you do not trust at all belongs in a separate
-process with its own resource limits.
+trusted with bytes that passed these checks; the CPU time to build and initialise a
+model within the limits is Keras's; intermediate tensor shapes are inferred by Keras
+(symbolically, except on PyTorch for an operation without a "meta" kernel). A file you
+do not trust at all belongs in a separate process with its own resource limits.
 """
 
 from keras_bigmodel.security.archive import ArchiveReport, inspect_archive, is_hdf5

@@ -62,8 +62,8 @@ _ARRAY_DTYPES = frozenset(
 # Layer options that name a file to read when they are strings (Keras's lookup and
 # vectorization layers; keras-hub's tokenizers).
 FILE_OPTIONS = ("vocabulary", "idf_weights", "merges", "proto", "vocabulary_file")
-# Where an Input's config spells out its shape.
-_INPUT_SHAPE_KEYS = ("batch_shape", "batch_input_shape", "shape", "input_shape")
+# Where a layer's config spells out a shape (an Input's, a Sequential's build shape).
+_SHAPE_KEYS = ("batch_shape", "batch_input_shape", "shape", "input_shape", "build_input_shape")
 _BACKEND_OPTIMIZER_MODULE = re.compile(r"^keras\.src\.backend\.[a-z_]+\.optimizers(\.[a-z_]+)?$")
 
 
@@ -110,7 +110,6 @@ class _Walker:
         self.where = where
         self.findings = ConfigFindings()
         self._layer_base = keras.layers.Layer
-        self._input_layer = keras.layers.InputLayer
         self._rnn = keras.layers.RNN
 
     def refuse(self, link, reason: str) -> UnsafeModelError:
@@ -201,10 +200,9 @@ class _Walker:
         if issubclass(cls, _compat.IndexLookup) and inner.get("vocabulary") is not None:
             if not isinstance(inner["vocabulary"], (list, dict)):
                 raise self.refuse(link, "has a vocabulary that is neither a list nor an array")
-        if issubclass(cls, self._input_layer):
-            for key in _INPUT_SHAPE_KEYS:
-                if isinstance(inner.get(key), list):
-                    self.shapes(inner[key], link, key)
+        for key in _SHAPE_KEYS:
+            if isinstance(inner.get(key), list):
+                self.shapes(inner[key], link, key)
         if issubclass(cls, self._rnn) and inner.get("stateful") is True:
             findings.stateful_rnns.append(inner)
 
