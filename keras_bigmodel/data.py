@@ -567,11 +567,13 @@ class Dataset:
                 f"{k} {s}" for k, s in shapes.items()
             )
         if self.labels:
-            tasks = [
-                f"{len(self.class_names[t])} classes"
-                + ("" if len(self.labels) == 1 and t == DEFAULT_LABEL_COLUMN else f" of '{t}'")
-                for t in self.labels
-            ]
+            tasks = []
+            for t in self.labels:
+                known = len(self.class_names[t])
+                present = len(np.unique(_to_sparse(self.labels[t]))) if len(self) else 0
+                count = f"{known} classes" if present == known else f"{present} of {known} classes"
+                named = len(self.labels) == 1 and t == DEFAULT_LABEL_COLUMN
+                tasks.append(count + ("" if named else f" of '{t}'"))
             what += " in " + ", ".join(tasks)
         else:
             what += ", unlabelled"

@@ -327,11 +327,13 @@ def test_a_model_that_does_not_fit_the_data(files, capsys, tmp_path):
         "8x8",
         "--color-mode",
         "grayscale",
+        "--stream",
         *B16,
         "--out",
         tmp_path / "p.csv",
     )
     assert code == 0 and "accuracy on these labels: " in out
+    assert "(8x8 grayscale) in 3 classes" in out and "read from disk batch by batch" in out
 
     four = write_image_folder(
         tmp_path / "four", *digits_subset((0, 1, 2, 3), 2, "test"), NAMES + ["three"]

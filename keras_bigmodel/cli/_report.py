@@ -114,8 +114,8 @@ def confusion_png(metrics: dict, path: str, title: str) -> str:
     k = len(names)
     rows = matrix.sum(axis=1, keepdims=True)
     fractions = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
-    side = min(14.0, max(4.5, 0.45 * k + 3.0))
-    fig = Figure(figsize=(side + 1.2, side), dpi=110, layout="constrained")
+    side = min(12.0, max(3.5, 0.42 * k + 2.0))  # the square matrix, in inches
+    fig = Figure(figsize=(side + 2.4, side + 1.3), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     image = ax.imshow(fractions, cmap="Blues", vmin=0.0, vmax=1.0)
@@ -145,5 +145,5 @@ def confusion_png(metrics: dict, path: str, title: str) -> str:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     with fileio.atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format="png", bbox_inches="tight", pad_inches=0.15)
     return path

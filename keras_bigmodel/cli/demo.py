@@ -155,7 +155,7 @@ def run_demo(
             os.path.join(out_dir, file),
             labels=labels,
             class_names=_DIGITS,
-            model_name=f"{name} on digits",
+            model_name=name,
         )
         results["files"][done["method"]] = done["path"]
         say(stream, f"   {done['method']} of the {name} -> {done['path']}")

@@ -74,7 +74,11 @@ def run_predict(args, out) -> None:
     for r in shown:
         say(out, "  " + "  ".join(f"{r[i]!s:<{w}}" for i, w in zip(keep, widths)))
     if len(rows) > _PREVIEW:
-        say(out, f"  ... ({len(rows) - _PREVIEW:,} more rows; class probabilities in the file)")
+        more = len(rows) - _PREVIEW
+        say(
+            out,
+            f"  ... ({more:,} more row{'s' if more > 1 else ''}; class probabilities in the file)",
+        )
     if dataset.labelled and not binary:
         hits = [
             float(np.mean(dataset.sparse_labels()[t] == p.argmax(-1)))
