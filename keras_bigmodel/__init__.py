@@ -10,29 +10,45 @@ from keras_bigmodel import (
     augment,
     compress,
     data,
+    distribute,
     ensembles,
     explain,
+    fileio,
     layers,
     models,
+    multitask,
     validation,
     verification,
 )
 from keras_bigmodel.ensembles import ensemble
-from keras_bigmodel.saving import ModelFileError, UnsafeModelError, load_model, save_model
+from keras_bigmodel.saving import (
+    LoadLimits,
+    ModelFileError,
+    ModelTooLargeError,
+    UnsafeModelError,
+    load_model,
+    save_model,
+)
 from keras_bigmodel.version import __version__
 
 __all__ = [
+    "LoadLimits",
     "ModelFileError",
+    "ModelTooLargeError",
     "UnsafeModelError",
     "__version__",
     "augment",
     "compress",
     "data",
+    "distribute",
     "ensemble",
+    "ensembles",
     "explain",
+    "fileio",
     "layers",
     "load_model",
     "models",
+    "multitask",
     "save_model",
     "validation",
     "verification",

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from harness import forward
 
+import keras_bigmodel
 import keras_bigmodel as kbm
 import zoo
 
@@ -76,11 +77,11 @@ def test_failed_save_preset_leaves_the_previous_preset_and_no_strays(tmp_path, m
     zoo.save_preset(zoo.build("fusion"), directory)
     before = {p.name: p.read_bytes() for p in directory.iterdir()}
 
-    def fail(model, filepath, **kwargs):
-        open(filepath, "wb").write(b"partial")
+    def fail(model, fileobj):
+        fileobj.write(b"partial")
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(keras.saving, "save_model", fail)
+    monkeypatch.setattr(keras_bigmodel._compat, "save_model_to_file", fail)
     with pytest.raises(OSError, match="No space left"):
         zoo.save_preset(zoo.build("fusion", mode="sum"), directory)
     assert {p.name: p.read_bytes() for p in directory.iterdir()} == before
