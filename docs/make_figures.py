@@ -9,6 +9,7 @@ on the image rows as 8-step sequences, then writes, with `kbm.explain.explain`:
     docs/cnn-integrated-gradients.png   integrated gradients of the CNN
     docs/attention_rnn-attention.png    attention of the attention_rnn over the rows
     docs/rnn-saliency.png               saliency of the LSTM: time step x feature
+    docs/add_two_numbers-attention.png  attention on a task with a known answer
 
 Run from the repository root, on any backend:
 
@@ -97,6 +98,23 @@ def main(argv=None) -> dict:
             model_name=name,
         )
         written[file] = done["method"]
+    # A known answer: the label is the mean of the two marked steps.
+    model, task, _ = kbm.explain.synthetic.solve("add_two_numbers", seed=args.seed)
+    weights = kbm.explain.attention_scores(model, task.x_test[:n])
+    file = "add_two_numbers-attention.png"
+    kbm.explain.save_attention_plot(
+        weights,
+        os.path.join(args.out, file),
+        task.x_test[:n],
+        titles=[f"marked steps: {a} and {b}" for a, b in task.answer[:n]],
+        title="Attention of an AttentionLayer trained on add_two_numbers: the label is the "
+        "mean of the two marked steps (features: value, marker)",
+    )
+    written[file] = "attention"
+    top_two = np.sort(np.argsort(-kbm.explain.attention_scores(model, task.x_test), 1)[:, :2], 1)
+    accuracies["add_two_numbers top-2 attention on the marked steps"] = float(
+        np.mean(np.all(top_two == task.answer, axis=1))
+    )
     seconds = time.perf_counter() - started
     scores = ", ".join(f"{k} {v:.1%}" for k, v in accuracies.items())
     print(f"{backend}: digits test accuracy {scores}")
