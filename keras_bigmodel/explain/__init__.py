@@ -17,7 +17,7 @@ backend-specific gradient is in `_gradients` and the model replay in `_model`.
 """
 
 from keras_bigmodel.explain import synthetic
-from keras_bigmodel.explain.api import METHODS, explain
+from keras_bigmodel.explain.api import METHODS, explain, pick_method
 from keras_bigmodel.explain.attention import attention_layers, attention_scores
 from keras_bigmodel.explain.cam import (
     CAM_METHODS,
@@ -54,6 +54,7 @@ __all__ = [
     "gradcam",
     "gradcam_plus_plus",
     "integrated_gradients",
+    "pick_method",
     "saliency",
     "save_attention_plot",
     "save_feature_bars",

@@ -22,7 +22,7 @@ from keras_bigmodel.explain.methods import (
     saliency,
 )
 
-__all__ = ["METHODS", "explain"]
+__all__ = ["METHODS", "explain", "pick_method"]
 
 METHODS = (
     "auto",
@@ -274,6 +274,27 @@ def _labels(labels, batch: int, classes: int | None):
             + (f" with values {values!r}" if values is not None and len(values) <= 32 else "")
         )
     return [int(x) for x in values]
+
+
+def pick_method(model: keras.Model, output: str | int | None = None) -> str:
+    """The method `explain(..., method="auto")` uses for `model` (see the table in
+    `explain`); computes nothing.
+
+    Args:
+        model: A functional, Sequential or nested `keras.Model`.
+        output: For several outputs, the output's name (dict) or index (list).
+
+    Returns:
+        `"attention"`, `"gradcam"`, `"saliency"` or `"integrated_gradients"`.
+
+    Example:
+
+    ```python
+    kbm.explain.pick_method(zoo.build("cnn"))             # 'gradcam'
+    ```
+    """
+    view = ModelView(model, output=output, logits=False)
+    return _auto(model, view, [input_kind(shape) for shape in view.input_shapes])
 
 
 def _auto(model: keras.Model, view: ModelView, kinds: list[str]) -> str:

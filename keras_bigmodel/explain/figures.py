@@ -801,12 +801,12 @@ def save_attention_plot(
     vmax = float(np.ceil(max(float(scores.max()), 1e-3) * 10) / 10)
     head = f"Attention of model '{model_name}'" if model_name else "Attention"
     if predicted is not None and len(set(predicted)) == 1:
-        what = f"class {_name(predicted[0], class_names)}"
+        what = f"when it predicts class {_name(predicted[0], class_names)}"
     else:
-        what = "each example's predicted class"
+        what = "in each example's prediction"
     fig = render(
         cells,
-        title=title or f"{head}: weight of each time step in predicting {what}",
+        title=title or f"{head}: weight of each time step {what}",
         colorbar_label=_colorbar_label("attention"),
         cmap=cmap,
         vmax=vmax,
