@@ -59,6 +59,43 @@ def test_saliency_of_a_one_pixel_model_peaks_at_that_pixel():
         assert m[3, 5] == pytest.approx(1.0, abs=1e-6) and np.sum(m > 1e-6) == 1
 
 
+def test_a_second_call_sees_the_new_weights():
+    """Compiled explanations are reused (on JAX) with the weights of the moment."""
+    model = one_pixel_model(3, 5)
+    x = RNG.uniform(size=(2, 8, 8, 1)).astype("float32")
+    first = E.saliency(model, x, class_index=0)
+    model.set_weights(one_pixel_model(6, 1).get_weights())
+    second = E.saliency(model, x, class_index=0)
+    assert np.unravel_index(np.argmax(first[0]), (8, 8)) == (3, 5)
+    assert np.unravel_index(np.argmax(second[0]), (8, 8)) == (6, 1)
+
+
+def test_subclassed_models_are_explained_as_they_are():
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden = keras.layers.Dense(4, activation="tanh", **ZEROS)
+            self.out = keras.layers.Dense(3, activation="softmax", **ZEROS)
+
+        def call(self, x):
+            return self.out(self.hidden(x))
+
+    model = Subclassed()
+    x = RNG.uniform(size=(2, 5)).astype("float32")
+    model(x)
+    numpy_init(model)
+    with pytest.raises(ValueError, match=r"is subclassed: .* Pass logits=False"):
+        E.saliency(model, x, 1)
+    assert E.saliency(model, x, 1, logits=False).shape == (2, 5)
+    attributions = E.integrated_gradients(model, x, 1, logits=False, steps=16)
+    gap = E.class_scores(model, x, 1, logits=False) - E.class_scores(
+        model, np.zeros_like(x), 1, logits=False
+    )
+    np.testing.assert_allclose(attributions.sum(axis=1), gap, rtol=1e-3, atol=1e-6)
+    with pytest.raises(ValueError, match=r"is subclassed: a class activation map"):
+        E.gradcam(model, x, 1, logits=False)
+
+
 def _softmax_and_logits_models():
     inputs = keras.Input((4, 3))
     hidden = keras.layers.Dense(6, activation="tanh", **ZEROS)(keras.layers.Flatten()(inputs))

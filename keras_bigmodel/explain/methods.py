@@ -90,8 +90,7 @@ def _prepare(model, inputs, class_index, output, logits):
 def _maps(view: ModelView, positions: list[int], grads: list, how: str = "max"):
     maps = [None] * len(view.input_names)
     for p, g in zip(positions, grads):
-        kind = input_kind(view.input_shapes[p]) if view.input_shapes[p] is not None else "tensor"
-        maps[p] = normalize(reduce_channels(g, kind, how))
+        maps[p] = normalize(reduce_channels(g, input_kind(g.shape[1:]), how))
     return view.by_input(maps, keep=positions)
 
 
