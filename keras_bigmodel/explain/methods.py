@@ -251,6 +251,12 @@ def class_scores(
     ```
     """
     view, arrays, classes = _prepare(model, inputs, class_index, output, logits)
+    positions = view.float_inputs()
+    if keras.backend.backend() == "jax" and positions and view.graph is not None:
+        # The program saliency compiled for these shapes also gives the scores: reusing
+        # it saves an XLA compile, which costs more than the backward pass it includes.
+        scores, _ = _input_gradients(view, arrays, classes, positions, len(classes))
+        return scores
     return evaluate(view.scores, arrays, args=(classes,), cache=view.cache_key("scores"))
 
 
