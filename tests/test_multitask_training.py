@@ -315,3 +315,16 @@ def test_gate_weight_logger_writes_each_epochs_mean_gate_weights():
     logger.set_model(plain)
     with pytest.raises(ValueError, match="gate_metrics=True"):
         logger.on_epoch_begin(0)
+
+
+# ------------------------------------------------------------ experiment data (smoke)
+def test_mmoe_benchmark_data_has_the_requested_task_correlation():
+    from benchmarks.experiments.data import mmoe_synthetic
+
+    rng = np.random.default_rng(0)
+    _, same, (u1, u2) = mmoe_synthetic(4000, 1.0, rng)
+    np.testing.assert_allclose([u1 @ u1, u2 @ u2, u1 @ u2], [1.0, 1.0, 0.0], atol=1e-9)
+    # p = 1: the tasks differ only by their N(0, 0.1^2) noise terms.
+    np.testing.assert_allclose(np.std(same["y1"] - same["y2"]), 0.1 * np.sqrt(2), rtol=0.05)
+    _, unrelated, _ = mmoe_synthetic(4000, 0.0, rng)
+    assert abs(np.corrcoef(unrelated["y1"][:, 0], unrelated["y2"][:, 0])[0, 1]) < 0.06
