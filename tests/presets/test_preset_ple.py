@@ -2,6 +2,7 @@
 write them."""
 
 import numpy as np
+from keras import ops
 
 import zoo
 from keras_bigmodel.layers import ProgressiveLayeredExtraction
@@ -15,5 +16,5 @@ def test_ple_is_two_levels_of_task_and_shared_experts():
     assert (experts.num_levels, experts.num_task_experts, experts.num_shared_experts) == (2, 2, 2)
     assert model.count_params() == plain_ple().count_params()
     out = model(np.zeros((3, 100), "float32"))
-    np.testing.assert_allclose(np.asarray(out["task1"]).sum(-1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(ops.convert_to_numpy(out["task1"]).sum(-1), 1.0, atol=1e-6)
     assert "Progressive Layered Extraction" in zoo.describe("ple")["description"]
