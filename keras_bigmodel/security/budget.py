@@ -63,6 +63,18 @@ def _itemsize(dtype: Any) -> int:
         return 1 if "int4" in str(dtype) or "float8" in str(dtype) else 4
 
 
+def _without_compile_configs(node):
+    """A copy of a serialized config with every `compile_config` set to None."""
+    if isinstance(node, dict):
+        return {
+            k: None if k == "compile_config" else _without_compile_configs(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_without_compile_configs(v) for v in node]
+    return node
+
+
 def _state_elements(layer, batch) -> int:
     sizes = getattr(getattr(layer, "cell", None), "state_size", None)
     flat = [s for s in keras.tree.flatten(sizes) if isinstance(s, int)] if sizes is not None else []
@@ -100,9 +112,9 @@ def measure_declared_size(
     try:
         for inner in stateful:
             inner["stateful"] = False
-        dry = dict(config)
-        dry["compile_config"] = None  # optimizers create concrete variables
-        text = json.dumps(dry)
+        # Optimizers create concrete variables: no compile configs, nested models' included
+        # (an ensemble nests compiled members).
+        text = json.dumps(_without_compile_configs(config))
     finally:
         for inner in stateful:
             inner["stateful"] = True
