@@ -165,23 +165,21 @@ def check_saving(case: Case, tmp_path) -> None:
     keras.utils.set_random_seed(1)
     model = case.build()
     expected = forward(model, case.inputs)
-    plain_path = os.path.join(tmp_path, "plain.keras")
-    model.save(plain_path)
-    plain = keras.saving.load_model(plain_path, safe_mode=True)
+    path = kbm.save_model(model, os.path.join(tmp_path, "model.keras"))
+    plain = keras.saving.load_model(path, safe_mode=True)
     assert_outputs_close(forward(plain, case.inputs), expected, msg="keras reload")
-    ours = kbm.load_model(kbm.save_model(model, os.path.join(tmp_path, "kbm.keras")))
+    ours = kbm.load_model(path)
     assert_outputs_close(forward(ours, case.inputs), expected, msg="kbm reload")
     assert type(_under_test(case, ours)) is type(_under_test(case, model))
     weights_path = os.path.join(tmp_path, "model.weights.h5")
     model.save_weights(weights_path)
-    fresh = case.build()
     rng = np.random.default_rng(3)
-    for w in fresh.weights:
+    for w in plain.weights:  # scramble a model of the same architecture, then restore it
         dtype = keras.backend.standardize_dtype(w.dtype)
         if "float" in dtype:
             w.assign(rng.normal(size=w.shape).astype(dtype))
-    fresh.load_weights(weights_path)
-    assert_outputs_close(forward(fresh, case.inputs), expected, msg="weights file")
+    plain.load_weights(weights_path)
+    assert_outputs_close(forward(plain, case.inputs), expected, msg="weights file")
 
 
 def _with_trainable_stem(case: Case) -> keras.Model:
@@ -279,33 +277,27 @@ def check_int8(case: Case, tmp_path) -> None:
     model = case.build()
     expected = forward(model, case.inputs)
     model.quantize("int8")
-    int8_layers = [
-        layer for layer in _compat.all_layers(model) if layer.quantization_mode == "int8"
-    ]
-    assert int8_layers, "quantize('int8') quantized nothing"
+
+    def int8_layers(m):
+        return [layer for layer in _compat.all_layers(m) if layer.quantization_mode == "int8"]
+
+    assert int8_layers(model), "quantize('int8') quantized nothing"
     if case.layer_name is not None:
-        inside = [
-            layer
-            for layer in _compat.all_layers(model.get_layer(case.layer_name))
-            if layer.quantization_mode == "int8"
-        ]
-        assert inside, "no Dense inside the layer under test was quantized"
+        assert int8_layers(model.get_layer(case.layer_name)), (
+            "no Dense inside the layer under test was quantized"
+        )
     quantized = forward(model, case.inputs)
     assert_outputs_close(quantized, expected, atol=0.05 * _scale(expected), msg="int8 vs float32")
-    for save, load, name in (
-        (lambda m, p: m.save(p), keras.saving.load_model, "keras"),
-        (kbm.save_model, kbm.load_model, "kbm"),
-    ):
-        path = os.path.join(tmp_path, f"int8-{name}.keras")
-        save(model, path)
+    path = kbm.save_model(model, os.path.join(tmp_path, "int8.keras"))
+    for load, name in ((keras.saving.load_model, "keras"), (kbm.load_model, "kbm")):
         restored = load(path)
         assert_outputs_close(forward(restored, case.inputs), quantized, msg=name)
-        assert len(
-            [layer for layer in _compat.all_layers(restored) if layer.quantization_mode == "int8"]
-        ) == len(int8_layers)
-        # and it saves again (a quantized sublayer holding a raw policy map cannot)
-        again = kbm.save_model(restored, os.path.join(tmp_path, f"int8-{name}-again.keras"))
-        assert_outputs_close(forward(kbm.load_model(again), case.inputs), quantized, msg="again")
+        assert len(int8_layers(restored)) == len(int8_layers(model)), name
+    # and it saves again (a quantized sublayer holding a raw policy map cannot)
+    again = kbm.save_model(restored, os.path.join(tmp_path, "int8-again.keras"))
+    assert_outputs_close(
+        forward(keras.saving.load_model(again), case.inputs), quantized, msg="saved again"
+    )
 
 
 def check_variable_sizes(case: Case, tmp_path) -> None:

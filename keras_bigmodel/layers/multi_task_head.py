@@ -87,7 +87,9 @@ class MultiTaskHead(CompositeLayer):
         **kwargs: Base layer arguments (`name`, `dtype`, `trainable`).
 
     Call arguments:
-        inputs: The shared features, shape `(batch, ..., features)`.
+        inputs: The shared features, shape `(batch, ..., features)`, or a dict
+            of features keyed by task name (e.g. the outputs of `MixtureOfExperts`
+            or `ProgressiveLayeredExtraction`): each head then reads its own.
         training: Whether dropout in the heads is active.
 
     Returns:
@@ -137,29 +139,44 @@ class MultiTaskHead(CompositeLayer):
         self.task_names = tuple(self.tasks)
         self.supports_masking = True
 
+    def _per_task(self, value) -> dict:
+        """`{task: value}`: a dict keyed by task (one input per task, e.g. the outputs of
+        `MixtureOfExperts`) is checked against the task names; anything else is shared."""
+        if isinstance(value, dict):
+            if sorted(value) != sorted(self.task_names):
+                raise ValueError(
+                    f"MultiTaskHead '{self.name}' takes one tensor, or a dict keyed by its "
+                    f"tasks {sorted(self.task_names)}. Received a dict keyed by {sorted(value)}"
+                )
+            return value
+        return dict.fromkeys(self.task_names, value)
+
     def build(self, input_shape):
-        shape = tuple(input_shape)
-        v.check_rank(self, shape, 2)
-        v.known_dim(self, shape, -1)
+        shapes = {name: tuple(s) for name, s in self._per_task(input_shape).items()}
+        for shape in shapes.values():
+            v.check_rank(self, shape, 2)
+            v.known_dim(self, shape, -1)
         self.heads = {
             name: TaskHead(name=name, dtype=self.sublayer_dtype(name), **spec)
             for name, spec in self.tasks.items()
         }
-        for head in self.heads.values():
-            head.build(shape)
+        for name, head in self.heads.items():
+            head.build(shapes[name])
 
     def call(self, inputs, training=None):
-        return {name: head(inputs, training=training) for name, head in self.heads.items()}
+        inputs = self._per_task(inputs)
+        return {name: head(inputs[name], training=training) for name, head in self.heads.items()}
 
     def compute_mask(self, inputs, mask=None):
         if mask is None:
             return None
-        return {name: mask for name in self.task_names}
+        return self._per_task(mask)
 
     def compute_output_shape(self, input_shape):
-        shape = tuple(input_shape)
-        v.check_rank(self, shape, 2)
-        return {name: shape[:-1] + (spec["units"],) for name, spec in self.tasks.items()}
+        shapes = {name: tuple(s) for name, s in self._per_task(input_shape).items()}
+        for shape in shapes.values():
+            v.check_rank(self, shape, 2)
+        return {name: shapes[name][:-1] + (spec["units"],) for name, spec in self.tasks.items()}
 
     def get_config(self):
         config = super().get_config()

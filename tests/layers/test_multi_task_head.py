@@ -19,6 +19,17 @@ CASES = [
         non_trainable_weights=0,
     ),
 ]
+CASES.append(
+    layer_case(
+        "one_input_per_task",
+        lambda **kw: MultiTaskHead(
+            {"digit": {"units": 3, "activation": "softmax"}, "parity": 2}, **kw
+        ),
+        [(6,), (4,)],
+        names=["digit", "parity"],
+        trainable_weights=4,
+    )
+)
 test_contract = layer_contract(CASES)
 
 
@@ -102,3 +113,18 @@ def test_multitask_head_bad_tasks(tasks, match):
 def test_wrong_input_rank_is_a_clear_error():
     with pytest.raises(ValueError, match=r"expects `inputs` of rank 2 or more"):
         MultiTaskHead({"a": 3})(np.zeros((4,), "float32"))
+
+
+def test_a_dict_keyed_by_task_feeds_each_head_its_own_input(x):
+    layer = MultiTaskHead({"a": 2, "b": 3})
+    shared = to_numpy(layer(x))
+    other = x[:, ::-1].copy()
+    out = to_numpy(layer({"a": x, "b": other}))
+    np.testing.assert_allclose(out["a"], shared["a"], atol=1e-6)
+    np.testing.assert_allclose(out["b"], np_dense(layer.heads["b"].output_dense, other), atol=1e-5)
+    with pytest.raises(
+        ValueError,
+        match=r"a dict keyed by its tasks \['a', 'b'\]. Received a "
+        r"dict keyed by \['a', 'c'\]",
+    ):
+        layer({"a": x, "c": x})
