@@ -22,16 +22,19 @@ def test_mmoe_is_the_papers_synthetic_architecture():
 
 
 def test_multitask_and_crossmodal_take_experts():
-    model = zoo.build("multitask", experts="mmoe", expert_options={"num_experts": 3})
+    multitask = zoo.get_preset("multitask").tiny
+    model = zoo.build("multitask", experts="mmoe", expert_options={"num_experts": 3}, **multitask)
     experts = model.get_layer("experts")
-    assert isinstance(experts, MixtureOfExperts) and experts.expert_units == (128,)
+    assert isinstance(experts, MixtureOfExperts) and experts.expert_units == (8,)  # trunk_units
+    assert isinstance(model.get_layer("tower_task2"), TaskHead)
     assert model.output_names == ["task1", "task2"]
-    tiny = zoo.get_preset("crossmodal").test_configs()["attention_tasks_dropout_mmoe"]
-    crossmodal = zoo.build(
-        "crossmodal", compile=False, **{**tiny, "experts": "ple", "expert_options": None}
-    )
-    assert isinstance(crossmodal.get_layer("experts"), ProgressiveLayeredExtraction)
+    tiny = zoo.get_preset("crossmodal").test_configs()["attention_tasks_dropout"]
+    crossmodal = zoo.build("crossmodal", compile=False, experts="ple", **tiny)
+    experts = crossmodal.get_layer("experts")
+    assert isinstance(experts, ProgressiveLayeredExtraction) and experts.expert_units == (6,)
     assert sorted(crossmodal.output) == ["domain", "label"]
+    batch = {"image": np.zeros((2, 8, 8, 1), "float32"), "sequence": np.zeros((2, 5, 4), "float32")}
+    assert tuple(crossmodal(batch)["label"].shape) == (2, 4)
 
 
 @pytest.mark.parametrize(

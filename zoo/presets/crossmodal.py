@@ -46,15 +46,13 @@ def plain_crossmodal() -> keras.Model:
         "fusion_units": 6,
     },
     variants={
-        "attention_tasks_dropout_mmoe": {
+        "attention_tasks_dropout": {
             "fusion_mode": "attention",
             "modality_dropout": 0.3,
             "tasks": {
                 "label": {"units": 4, "activation": "softmax"},
                 "domain": {"units": 2, "activation": "softmax"},
             },
-            "experts": "mmoe",
-            "expert_options": {"num_experts": 2},
         },
     },
     data=DataView(

@@ -56,19 +56,20 @@ def plain_ple() -> keras.Model:
     "set of weights (less negative transfer than MMoE). Defaults: Input(100) -> 2 levels of "
     "2 experts per task + 2 shared, Dense(16, relu) -> towers Dense(8, relu) -> task1, task2 "
     "(2, softmax).",
+    # One configuration, two levels with towers: the layer's own contract cases cover the
+    # rest (each preset configuration costs seconds per backend).
     tiny={
         "input_shape": (12,),
         "num_task_experts": 1,
         "num_shared_experts": 1,
-        "num_levels": 1,
+        "num_levels": 2,
         "expert_units": (4,),
-        "tower_units": (),
+        "tower_units": (3,),
         "tasks": {
             "task1": {"units": 3, "activation": "softmax"},
             "task2": {"units": 2, "activation": "softmax"},
         },
     },
-    variants={"two_levels_towers": {"num_levels": 2, "tower_units": [3], "gate_metrics": True}},
     data=DataView(
         inputs=(ModelInput("features", "vector"),), target="tasks", digits_view=digits_tasks
     ),
