@@ -12,7 +12,8 @@ no code path silently falls back to something weaker.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import keras
 
