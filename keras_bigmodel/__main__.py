@@ -8,5 +8,7 @@ import sys
 
 from keras_bigmodel_cli import main
 
+__all__: list[str] = []
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,6 +15,8 @@ import keras
 from keras_bigmodel import validation as v
 from keras_bigmodel.layers.image_augmentation import ImageAugmentation
 
+__all__ = ["FLIP_MODES", "image_augmentation"]
+
 FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
 
 

@@ -11,6 +11,8 @@ from keras_bigmodel.models import PresetModel, provenance
 from keras_bigmodel.saving import copy_model
 from keras_bigmodel.validation import check_model
 
+__all__ = ["ENSEMBLE_MODES", "ensemble"]
+
 ENSEMBLE_MODES = ("average", "weighted", "concat")
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import keras
 
+__all__ = ["ImageAugmentation"]
+
 
 @keras.saving.register_keras_serializable(package="keras_bigmodel")
 class ImageAugmentation(keras.Sequential):
