@@ -135,7 +135,7 @@ def test_report_tables_and_figure_follow_the_run(tmp_path, capsys):
         assert rgb in colours, backend
     # Each panel draws one median (with its quartiles) per backend and case of the JSON.
     drawn = _markers_per_panel(backends)
-    assert drawn == _expected_markers(backends) == {"a": 6, "b": 18, "c": 12, "d": 16}
+    assert drawn == _expected_markers(backends) == {"a": 6, "b": 24, "c": 12, "d": 16}
 
 
 @pytest.mark.tensorflow_only
@@ -158,7 +158,7 @@ def test_figure_leaves_out_failed_entries_and_checks_its_path(tmp_path):
     drawn = _markers_per_panel(backends)
     assert drawn == _expected_markers(backends)
     # (a) TensorFlow's two rows only; (d) TensorFlow's 4 + 4 and PyTorch's 4 - 1.
-    assert drawn == {"a": 2, "b": 12, "c": 8, "d": 11}
+    assert drawn == {"a": 2, "b": 16, "c": 8, "d": 11}
 
     with pytest.raises(ValueError, match=r"`path` must end in '\.png'.*run\.jpg"):
         report.figure(backends, str(tmp_path / "run.jpg"))
