@@ -28,6 +28,7 @@ __all__ = [
     "class_names_for",
     "describe_shape",
     "keras_data",
+    "load_checked",
     "load_data",
     "load_model",
     "predict",
@@ -297,6 +298,18 @@ def _image_hint(dataset: data.Dataset, expected: tuple) -> str:
 def _is_flags(labels: np.ndarray) -> bool:
     labels = np.asarray(labels)
     return labels.ndim == 2 and labels.shape[1] > 1 and not np.allclose(labels.sum(axis=1), 1)
+
+
+def load_checked(args, out, *, require_labels: bool) -> tuple[LoadedModel, DataView, data.Dataset]:
+    """The model (`args.model`) and the data (`--data`) a command reads, checked against
+    each other with `check_fits` before any work: `(loaded, view, dataset)`."""
+    loaded = load_model(args.model, out)
+    view = view_for(loaded.model)
+    dataset = load_data(
+        args, loaded, require_labels=require_labels, view=view, subset="test", out=out
+    )
+    check_fits(loaded, view, dataset)
+    return loaded, view, dataset
 
 
 def check_fits(loaded: LoadedModel, view: DataView, dataset: data.Dataset) -> None:

@@ -9,13 +9,10 @@ from keras_bigmodel import fileio
 from keras_bigmodel.cli import _report
 from keras_bigmodel.cli._common import (
     CommandError,
-    check_fits,
     class_names_for,
-    load_data,
-    load_model,
+    load_checked,
     predict,
     say,
-    view_for,
 )
 
 __all__ = ["run_evaluate"]
@@ -32,10 +29,7 @@ def run_evaluate(args, out) -> None:
     """Checks that the model fits the data, predicts, and reports the metrics."""
     if not args.out.lower().endswith(".png"):
         raise CommandError(f"--out must end in .png. Received: {args.out}")
-    loaded = load_model(args.model, out)
-    view = view_for(loaded.model)
-    dataset = load_data(args, loaded, require_labels=True, view=view, subset="test", out=out)
-    check_fits(loaded, view, dataset)
+    loaded, view, dataset = load_checked(args, out, require_labels=True)
     outputs = predict(loaded, view, dataset, args.batch_size, out)
     names = class_names_for(loaded, dataset, view)
     several = len(outputs) > 1

@@ -9,13 +9,10 @@ import numpy as np
 import keras_bigmodel as kbm
 from keras_bigmodel.cli._common import (
     CommandError,
-    check_fits,
     class_names_for,
-    load_data,
-    load_model,
+    load_checked,
     output_names,
     say,
-    view_for,
 )
 
 __all__ = ["MAX_SAMPLES", "pick_examples", "run_explain"]
@@ -43,11 +40,8 @@ def run_explain(args, out) -> None:
         raise CommandError(f"--out must end in .png. Received: {args.out}")
     if args.samples > MAX_SAMPLES:
         raise CommandError(f"--samples must be at most {MAX_SAMPLES}. Received: {args.samples}")
-    loaded = load_model(args.model, out)
+    loaded, view, dataset = load_checked(args, out, require_labels=False)
     model = loaded.model
-    view = view_for(model)
-    dataset = load_data(args, loaded, require_labels=False, view=view, subset="test", out=out)
-    check_fits(loaded, view, dataset)
     tasks = output_names(model)
     names = class_names_for(loaded, dataset, view)
     if tasks is None:

@@ -11,13 +11,10 @@ import numpy as np
 from keras_bigmodel import fileio
 from keras_bigmodel.cli._common import (
     CommandError,
-    check_fits,
     class_names_for,
-    load_data,
-    load_model,
+    load_checked,
     predict,
     say,
-    view_for,
 )
 
 __all__ = ["PROBABILITY_FORMAT", "run_predict"]
@@ -38,10 +35,7 @@ def run_predict(args, out) -> None:
     """Checks that the model takes the data, predicts, and writes the CSV."""
     if not args.out.lower().endswith(".csv"):
         raise CommandError(f"--out must end in .csv. Received: {args.out}")
-    loaded = load_model(args.model, out)
-    view = view_for(loaded.model)
-    dataset = load_data(args, loaded, require_labels=False, view=view, subset="test", out=out)
-    check_fits(loaded, view, dataset)
+    loaded, view, dataset = load_checked(args, out, require_labels=False)
     outputs = predict(loaded, view, dataset, args.batch_size, out)
     names = class_names_for(loaded, dataset, view)
     several = len(outputs) > 1

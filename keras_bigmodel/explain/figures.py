@@ -555,23 +555,65 @@ def save_heatmap(
                 f"`images` must match the heatmaps' batch and size {maps.shape}. Received: "
                 f"shape {images.shape}"
             )
+    return _save_maps(
+        _ImagePanel,
+        maps,
+        images,
+        path,
+        cmap=cmap,
+        alpha=alpha,
+        ncols=ncols,
+        titles=titles,
+        title=title,
+        method=method,
+        model_name=model_name,
+        labels=labels,
+        predicted=predicted,
+        explained=explained,
+        class_names=class_names,
+        colorbar_label=colorbar_label,
+    )
+
+
+def _save_maps(
+    panel_class,
+    maps,
+    data,
+    path,
+    *,
+    cmap,
+    alpha,
+    ncols,
+    titles,
+    title,
+    method,
+    model_name,
+    labels,
+    predicted,
+    explained,
+    class_names,
+    colorbar_label,
+) -> str:
+    """What the per-method figures share: one `panel_class` panel per example (its map
+    and, when given, its input), titled by method and classes, written to `path`.
+    `alpha=None` keeps `render`'s default (panels that draw no overlay)."""
     cmap = _check_cmap(cmap)
     labels, predicted, explained, class_names = _check_common(
         len(maps), titles, labels, predicted, explained, class_names, ncols, alpha
     )
-    cells = [[_ImagePanel(m, None if images is None else images[i])] for i, m in enumerate(maps)]
+    cells = [[panel_class(m, None if data is None else data[i])] for i, m in enumerate(maps)]
     fig = render(
         cells,
         title=title or figure_title(method, model_name, explained, predicted, class_names),
         colorbar_label=colorbar_label or _colorbar_label(method),
         cmap=cmap,
-        alpha=alpha,
         ncols=ncols,
         titles=titles,
         labels=labels,
         predicted=predicted,
         explained=explained,
         class_names=class_names,
+        **({} if alpha is None else {"alpha": alpha}),
     )
     return _write_png(fig, path)
 
@@ -639,27 +681,24 @@ def save_sequence_map(
                 f"`sequences` must have the maps' shape {maps.shape}. Received: shape "
                 f"{sequences.shape}"
             )
-    cmap = _check_cmap(cmap)
-    labels, predicted, explained, class_names = _check_common(
-        len(maps), titles, labels, predicted, explained, class_names, ncols, alpha
-    )
-    cells = [
-        [_SequencePanel(m, None if sequences is None else sequences[i])] for i, m in enumerate(maps)
-    ]
-    fig = render(
-        cells,
-        title=title or figure_title(method, model_name, explained, predicted, class_names),
-        colorbar_label=colorbar_label or _colorbar_label(method),
+    return _save_maps(
+        _SequencePanel,
+        maps,
+        sequences,
+        path,
         cmap=cmap,
         alpha=alpha,
         ncols=ncols,
         titles=titles,
+        title=title,
+        method=method,
+        model_name=model_name,
         labels=labels,
         predicted=predicted,
         explained=explained,
         class_names=class_names,
+        colorbar_label=colorbar_label,
     )
-    return _write_png(fig, path)
 
 
 def save_feature_bars(
@@ -711,26 +750,24 @@ def save_feature_bars(
                 f"`features` must have the maps' shape {maps.shape}. Received: shape "
                 f"{features.shape}"
             )
-    cmap = _check_cmap(cmap)
-    labels, predicted, explained, class_names = _check_common(
-        len(maps), titles, labels, predicted, explained, class_names, ncols
-    )
-    cells = [
-        [_VectorPanel(m, None if features is None else features[i])] for i, m in enumerate(maps)
-    ]
-    fig = render(
-        cells,
-        title=title or figure_title(method, model_name, explained, predicted, class_names),
-        colorbar_label=colorbar_label or _colorbar_label(method),
+    return _save_maps(
+        _VectorPanel,
+        maps,
+        features,
+        path,
         cmap=cmap,
+        alpha=None,
         ncols=ncols,
         titles=titles,
+        title=title,
+        method=method,
+        model_name=model_name,
         labels=labels,
         predicted=predicted,
         explained=explained,
         class_names=class_names,
+        colorbar_label=colorbar_label,
     )
-    return _write_png(fig, path)
 
 
 def save_attention_plot(
