@@ -26,6 +26,7 @@ __all__ = [
     "is_functional",
     "load_model_from_file",
     "producer",
+    "resolve_policy_maps",
     "run_graph",
     "safe_mode_scope",
     "set_keras_mask",
@@ -93,6 +94,18 @@ def direct_sublayers(layer: keras.layers.Layer) -> list:
 
 
 # ------------------------------------------------- functional graphs (kbm.explain)
+def resolve_policy_maps(model: keras.Model) -> None:
+    """Gives every leaf layer that holds a raw `DTypePolicyMap` the plain policy the map
+    resolves to for its `Layer.path`. Keras 3.15 resolves a map by path while building
+    (so an `int8_from_float32` entry quantizes the layer), but a quantized `Dense` that
+    still holds the map cannot be saved ("Invalid dtype: object", shown in the tests
+    with a plain Keras model); the resolved plain policy saves and reloads."""
+    for layer in all_layers(model, include_self=False):
+        policy = layer._dtype_policy
+        if isinstance(policy, keras.dtype_policies.DTypePolicyMap) and layer.path:
+            layer._dtype_policy = policy[layer.path]
+
+
 def is_functional(model) -> bool:
     """Whether `model` is a Keras functional model (whose graph can be run node by node)."""
     return isinstance(model, _Functional)

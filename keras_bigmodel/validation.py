@@ -228,16 +228,19 @@ def check_constraint(name: str, value: Any):
 
 
 def check_dtype_policy(name: str, value: Any):
-    """`None` or anything `keras.dtype_policies.get` accepts (e.g. 'mixed_float16')."""
+    """`None` or anything `keras.dtype_policies.get` accepts (e.g. 'mixed_float16', a
+    `DTypePolicy`, a `DTypePolicyMap`); a serialized policy (a dict) comes back as the
+    policy object, anything else as given."""
     if value is None:
         return None
-    _resolve(
+    policy = _resolve(
         name,
         value,
         keras.dtype_policies.get,
-        "None or a dtype policy such as 'float32', 'mixed_float16' or 'mixed_bfloat16'",
+        "None or a dtype policy such as 'float32', 'mixed_float16' or 'mixed_bfloat16' "
+        "(a name, a keras.DTypePolicy or a keras.dtype_policies.DTypePolicyMap)",
     )
-    return value
+    return policy if isinstance(value, dict) else value
 
 
 def check_model(model: Any, name: str = "model") -> keras.Model:

@@ -249,11 +249,14 @@ def check_dtypes(case: Case, tmp_path) -> None:
     keras.utils.set_random_seed(5)
     reference = case.build()
     expected = forward(reference, case.inputs)
+    # A `DTypePolicy` object (what keras-hub's `run_precision_test` passes, and the
+    # documented type) and a policy name: both forms must build, train and save.
     for policy, compute, tol in (
-        ("mixed_float16", "float16", 3e-2),
+        (keras.dtype_policies.DTypePolicy("mixed_float16"), "float16", 3e-2),
         (case.bfloat16_policy, "bfloat16", 1e-1),
     ):
         model = case.build(dtype=policy)
+        policy = keras.dtype_policies.get(policy).name
         for source, target in zip(reference.weights, model.weights):
             target.assign(ops.cast(source, target.dtype))
         outputs = model(case.inputs, training=False)
@@ -307,6 +310,26 @@ def check_int8(case: Case, tmp_path) -> None:
     plain = keras.saving.load_model(again)
     assert_outputs_close(forward(plain, case.inputs), quantized, msg="keras, saved again")
     assert len(int8_layers(plain)) == len(int8_layers(model)), "keras"
+    check_int8_policy_map(case, tmp_path, [layer.path for layer in int8_layers(model)])
+
+
+def check_int8_policy_map(case: Case, tmp_path, paths) -> None:
+    """int8 asked for at construction, as keras-hub's `run_quantization_test` does: a
+    `DTypePolicyMap` keyed by `Layer.path` gives the layers `quantize` converts an
+    `int8_from_float32` policy; exactly those are int8, and the file reloads."""
+    policy_map = keras.dtype_policies.DTypePolicyMap("float32")
+    for path in paths:
+        policy_map[path] = keras.dtype_policies.get("int8_from_float32")
+    model = case.build(dtype=policy_map)
+    built = sorted(
+        layer.path for layer in _compat.all_layers(model) if layer.quantization_mode == "int8"
+    )
+    assert built == sorted(paths), (built, sorted(paths))
+    outputs = forward(model, case.inputs)
+    assert all(np.all(np.isfinite(out)) for out in keras.tree.flatten(outputs))
+    path = kbm.save_model(model, os.path.join(tmp_path, "int8-map.keras"))
+    restored = kbm.load_model(path)
+    assert_outputs_close(forward(restored, case.inputs), outputs, msg="policy map, reloaded")
 
 
 def check_variable_sizes(case: Case, tmp_path) -> None:

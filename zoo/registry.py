@@ -29,7 +29,7 @@ import keras
 
 from keras_bigmodel import _compat
 from keras_bigmodel.models import PresetModel, provenance
-from keras_bigmodel.validation import check_choice
+from keras_bigmodel.validation import check_choice, check_dtype_policy
 from zoo.views import DataView
 
 __all__ = [
@@ -302,7 +302,10 @@ def build(name: str, /, **overrides) -> PresetModel:
             f"Unknown override(s) {unknown} for preset {name!r}.{hints} Allowed: {allowed}"
         )
     config = {**copy.deepcopy(spec.config), **overrides}
+    if isinstance(config.get("dtype"), dict):  # a recorded policy, as `_jsonable` wrote it
+        config["dtype"] = check_dtype_policy("dtype", config["dtype"])
     built = spec.builder(**config)
+    _compat.resolve_policy_maps(built)
     if (
         not isinstance(built, keras.Model)
         or isinstance(built, keras.Sequential)
@@ -326,7 +329,11 @@ def build(name: str, /, **overrides) -> PresetModel:
 
 
 def _jsonable(value):
-    """Tuples as lists, recursively: the form the config takes in JSON."""
+    """Tuples as lists and dtype policies (a `DTypePolicy` or a `DTypePolicyMap`, what
+    keras-hub's precision and quantization tests pass) as their Keras serialization,
+    recursively: the form the config takes in JSON, which the builders accept back."""
+    if isinstance(value, keras.dtype_policies.DTypePolicy):
+        return keras.dtype_policies.serialize(value)
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
