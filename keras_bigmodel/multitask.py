@@ -54,7 +54,7 @@ from keras import ops
 
 from keras_bigmodel import _compat
 from keras_bigmodel import validation as v
-from keras_bigmodel.layers.mixture_of_experts import _ExpertLayer, check_tasks
+from keras_bigmodel.layers._experts import ExpertLayer, check_tasks
 
 __all__ = [
     "REDUCTIONS",
@@ -795,7 +795,7 @@ class GateWeightLogger(keras.callbacks.Callback):
         layers = [
             layer
             for layer in _compat.all_layers(self.model)
-            if isinstance(layer, _ExpertLayer) and layer.gate_metrics
+            if isinstance(layer, ExpertLayer) and layer.gate_metrics
         ]
         if not layers:
             raise ValueError(

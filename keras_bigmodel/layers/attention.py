@@ -115,31 +115,18 @@ class AttentionLayer(CompositeLayer):
         2016 (attention pooling with a learned query).
     """
 
+    takes_dense_options = True
+
     def __init__(
         self,
         units: int,
         score: str = "additive",
         use_bias: bool = True,
         dropout: float = 0.0,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        bias_regularizer=None,
-        kernel_constraint=None,
-        bias_constraint=None,
         seed: int | None = None,
         **kwargs,
     ):
-        super().__init__(
-            dense_options=True,
-            kernel_initializer=kernel_initializer,
-            bias_initializer=bias_initializer,
-            kernel_regularizer=kernel_regularizer,
-            bias_regularizer=bias_regularizer,
-            kernel_constraint=kernel_constraint,
-            bias_constraint=bias_constraint,
-            **kwargs,
-        )
+        super().__init__(**kwargs)
         self.units = v.check_positive_int("units", units)
         self.score = v.check_choice("score", score, SCORE_FUNCTIONS)
         self.use_bias = v.check_bool("use_bias", use_bias)

@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import inspect
 import zlib
 from typing import Any
 
@@ -69,23 +70,46 @@ class CompositeLayer(keras.layers.Layer):
     """A layer made of Keras sublayers; see the module docstring.
 
     Subclasses call `super().__init__(**kwargs)` (which takes `dtype`, `name`,
-    `trainable` and, if `dense_options=True` is passed by the subclass, the six Dense
+    `trainable` and, when the class sets `takes_dense_options = True`, the six Dense
     options), create their sublayers in `build()` with `self.dense(...)` or
     `self.sublayer_dtype(name)`, and start `get_config()` from `super().get_config()`.
+    A layer that does not take the Dense options refuses them, as Keras refuses any
+    argument a layer does not know.
     """
 
-    def __init__(self, *, dense_options: bool = False, **kwargs):
+    #: Whether the layer takes `kernel_initializer`, `bias_initializer`, their
+    #: regularizers and constraints (through `**kwargs`) for the Dense layers it makes.
+    takes_dense_options: bool = False
+
+    def __init__(self, **kwargs):
         dtype = kwargs.pop("dtype", None)
         policy_map = None
         if isinstance(dtype, DTypePolicyMap):
             policy_map, dtype = dtype, dtype.default_policy
-        options = {name: kwargs.pop(name, _DENSE_DEFAULTS.get(name)) for name in DENSE_OPTIONS}
+        self._dense_option_names = DENSE_OPTIONS if self.takes_dense_options else ()
+        options = {
+            name: kwargs.pop(name, _DENSE_DEFAULTS.get(name)) for name in self._dense_option_names
+        }
         super().__init__(dtype=dtype, **kwargs)
         self._policy_map = policy_map
-        self._dense_option_names = DENSE_OPTIONS if dense_options else ()
         for name in self._dense_option_names:
             check = _DENSE_OPTION_KINDS[name.rsplit("_", 1)[1]][0]
             setattr(self, name, check(name, options[name]))
+
+    @classmethod
+    def argument_names(cls) -> list[str]:
+        """The layer's own constructor arguments (its class's and its bases' up to this
+        one, and the Dense options when it takes them), without the base layer's
+        `name`, `dtype` and `trainable`: what a preset may pass on to it."""
+        names = []
+        for klass in cls.__mro__:
+            if klass is CompositeLayer or not issubclass(klass, CompositeLayer):
+                break
+            for param in inspect.signature(klass.__init__).parameters.values():
+                if param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
+                    if param.name != "self" and param.name not in names:
+                        names.append(param.name)
+        return names + [name for name in DENSE_OPTIONS if cls.takes_dense_options]
 
     # ---------------------------------------------------------------- policies
     def sublayer_dtype(self, name: str):

@@ -11,7 +11,7 @@ from keras import ops
 
 from keras_bigmodel import validation as v
 from keras_bigmodel.layers.base import CompositeLayer
-from keras_bigmodel.layers.fusion_modes import FUSION_MODES, get_mode
+from keras_bigmodel.layers.fusion_modes import FUSION_MODES, branch_presence, get_mode
 
 __all__ = ["FUSION_MODES", "Fusion", "branch_shapes"]
 
@@ -64,11 +64,6 @@ def _check_same_leading_dims(layer, shapes, skip_axis=None):
                 f"{type(layer).__name__} '{layer.name}' cannot fuse branches whose axis "
                 f"{axis} differs. Received branch shapes: {shapes}"
             )
-
-
-def _column(present, i, like):
-    """Branch i's presence, shaped to broadcast against `like`."""
-    return ops.reshape(ops.cast(present[:, i], like.dtype), (-1,) + (1,) * (len(like.shape) - 1))
 
 
 def _as_list(layer, inputs) -> list:
@@ -177,6 +172,8 @@ class Fusion(CompositeLayer):
         Morency, "Multimodal Machine Learning: A Survey and Taxonomy", TPAMI 2019.
     """
 
+    takes_dense_options = True
+
     def __init__(
         self,
         mode: str = "concat",
@@ -187,25 +184,10 @@ class Fusion(CompositeLayer):
         axis: int = -1,
         modality_dropout: float = 0.0,
         use_bias: bool = True,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        bias_regularizer=None,
-        kernel_constraint=None,
-        bias_constraint=None,
         seed: int | None = None,
         **kwargs,
     ):
-        super().__init__(
-            dense_options=True,
-            kernel_initializer=kernel_initializer,
-            bias_initializer=bias_initializer,
-            kernel_regularizer=kernel_regularizer,
-            bias_regularizer=bias_regularizer,
-            kernel_constraint=kernel_constraint,
-            bias_constraint=bias_constraint,
-            **kwargs,
-        )
+        super().__init__(**kwargs)
         self.mode = v.check_choice("mode", mode, FUSION_MODES)
         self._mode = get_mode(self.mode)
         self.units = v.check_positive_int("units", units, allow_none=True)
@@ -317,7 +299,7 @@ class Fusion(CompositeLayer):
         if present is not None:
             # A missing branch's values are ignored, whatever they are (NaN included).
             raw = [
-                ops.where(_column(present, i, x) > 0, x, ops.zeros_like(x))
+                ops.where(branch_presence(present, i, x) > 0, x, ops.zeros_like(x))
                 for i, x in enumerate(raw)
             ]
         branches = [p(x) for p, x in zip(self.projections, raw)] if self.projections else raw

@@ -16,14 +16,15 @@ from keras import ops
 
 from keras_bigmodel.layers.attention import masked_softmax
 
-__all__ = ["FUSION_MODES", "FusionMode", "get_mode"]
+__all__ = ["FUSION_MODES", "FusionMode", "branch_presence", "get_mode"]
 
 # Where nothing is present, max-fusion's masked entries stay finite (never -inf * 0).
 _MASKED_VALUE = -1e9
 
 
-def _weight(present, i, like):
-    """Branch i's presence, shaped to broadcast against a branch tensor `like`."""
+def branch_presence(present, i, like):
+    """Branch i's presence (column i of the `(batch, branches)` matrix `present`), shaped
+    to broadcast against a branch tensor `like`."""
     column = ops.cast(present[:, i], like.dtype)
     return ops.reshape(column, (-1,) + (1,) * (len(like.shape) - 1))
 
@@ -71,7 +72,7 @@ class Concat(FusionMode):
 
     def fuse(self, layer, branches, raw, present, training):
         if present is not None:
-            branches = [b * _weight(present, i, b) for i, b in enumerate(branches)]
+            branches = [b * branch_presence(present, i, b) for i, b in enumerate(branches)]
         return ops.concatenate(branches, axis=layer.concat_axis), None
 
     def output_shape(self, layer, shapes):
@@ -89,7 +90,7 @@ class Sum(FusionMode):
 
     def fuse(self, layer, branches, raw, present, training):
         if present is not None:
-            branches = [b * _weight(present, i, b) for i, b in enumerate(branches)]
+            branches = [b * branch_presence(present, i, b) for i, b in enumerate(branches)]
         out = branches[0]
         for b in branches[1:]:
             out = out + b
@@ -106,7 +107,7 @@ class Mean(FusionMode):
         if present is None:
             return total / ops.cast(len(branches), total.dtype), None
         count = ops.maximum(ops.sum(present, axis=-1), 1.0)
-        return total / _weight(ops.expand_dims(count, -1), 0, total), None
+        return total / branch_presence(ops.expand_dims(count, -1), 0, total), None
 
 
 class Max(FusionMode):
@@ -119,14 +120,14 @@ class Max(FusionMode):
                 out = ops.maximum(out, b)
             return out, None
         masked = [
-            ops.where(_weight(present, i, b) > 0, b, ops.cast(_MASKED_VALUE, b.dtype))
+            ops.where(branch_presence(present, i, b) > 0, b, ops.cast(_MASKED_VALUE, b.dtype))
             for i, b in enumerate(branches)
         ]
         out = masked[0]
         for b in masked[1:]:
             out = ops.maximum(out, b)
         anything = ops.sum(present, axis=-1, keepdims=True)
-        return ops.where(_weight(anything, 0, out) > 0, out, ops.zeros_like(out)), None
+        return ops.where(branch_presence(anything, 0, out) > 0, out, ops.zeros_like(out)), None
 
 
 class Weighted(FusionMode):
@@ -182,7 +183,7 @@ class Gated(FusionMode):
 
     def fuse(self, layer, branches, raw, present, training):
         if present is not None:
-            raw = [x * _weight(present, i, x) for i, x in enumerate(raw)]
+            raw = [x * branch_presence(present, i, x) for i, x in enumerate(raw)]
         stacked = ops.stack(branches, axis=-2)  # (batch, ..., n, width)
         gate = ops.reshape(layer.gate(ops.concatenate(raw, axis=-1)), ops.shape(stacked))
         gate = ops.cast(gate, "float32")

@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 from keras_bigmodel import validation as v
-from keras_bigmodel.layers.mixture_of_experts import _ExpertLayer, _mix
+from keras_bigmodel.layers._experts import ExpertLayer, mix_experts
 
 __all__ = ["ProgressiveLayeredExtraction"]
 
@@ -14,7 +14,7 @@ _SHARED = "shared"
 
 
 @keras.saving.register_keras_serializable(package="keras_bigmodel")
-class ProgressiveLayeredExtraction(_ExpertLayer):
+class ProgressiveLayeredExtraction(ExpertLayer):
     """Progressive Layered Extraction: task-specific and shared experts, in levels.
 
     Each extraction level `j` has, for every task `k`, `num_task_experts` experts
@@ -110,38 +110,9 @@ class ProgressiveLayeredExtraction(_ExpertLayer):
         num_task_experts: int = 1,
         num_shared_experts: int = 1,
         num_levels: int = 1,
-        expert_units=(16,),
-        expert_activation="relu",
-        dropout: float = 0.0,
-        gate_temperature: float = 1.0,
-        gate_metrics: bool = False,
-        use_bias: bool = True,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        bias_regularizer=None,
-        kernel_constraint=None,
-        bias_constraint=None,
-        seed: int | None = None,
         **kwargs,
     ):
-        super().__init__(
-            tasks,
-            expert_units=expert_units,
-            expert_activation=expert_activation,
-            dropout=dropout,
-            gate_temperature=gate_temperature,
-            gate_metrics=gate_metrics,
-            use_bias=use_bias,
-            kernel_initializer=kernel_initializer,
-            bias_initializer=bias_initializer,
-            kernel_regularizer=kernel_regularizer,
-            bias_regularizer=bias_regularizer,
-            kernel_constraint=kernel_constraint,
-            bias_constraint=bias_constraint,
-            seed=seed,
-            **kwargs,
-        )
+        super().__init__(tasks, **kwargs)
         self.num_task_experts = v.check_positive_int("num_task_experts", num_task_experts)
         self.num_shared_experts = v.check_positive_int("num_shared_experts", num_shared_experts)
         self.num_levels = v.check_positive_int("num_levels", num_levels)
@@ -196,13 +167,13 @@ class ProgressiveLayeredExtraction(_ExpertLayer):
                 task: self.gate_weights(level_gates[task], task_in[task]) for task in self.tasks
             }
             task_out = {
-                task: _mix(gates[task], ops.stack(own[task] + shared, axis=-2))
+                task: mix_experts(gates[task], ops.stack(own[task] + shared, axis=-2))
                 for task in self.tasks
             }
             if _SHARED in level_gates:
                 every = [h for task in self.tasks for h in own[task]] + shared
                 shared_gate = self.gate_weights(level_gates[_SHARED], shared_in)
-                shared_in = _mix(shared_gate, ops.stack(every, axis=-2))
+                shared_in = mix_experts(shared_gate, ops.stack(every, axis=-2))
             task_in = task_out
         self.track_gates(gates, mask, training)
         if return_gate_weights:

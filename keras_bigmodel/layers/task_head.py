@@ -62,6 +62,8 @@ class TaskHead(CompositeLayer):
         sharing: a shared trunk with task-specific output layers).
     """
 
+    takes_dense_options = True
+
     def __init__(
         self,
         units: int,
@@ -70,25 +72,10 @@ class TaskHead(CompositeLayer):
         hidden_activation="relu",
         dropout: float = 0.0,
         use_bias: bool = True,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        bias_regularizer=None,
-        kernel_constraint=None,
-        bias_constraint=None,
         seed: int | None = None,
         **kwargs,
     ):
-        super().__init__(
-            dense_options=True,
-            kernel_initializer=kernel_initializer,
-            bias_initializer=bias_initializer,
-            kernel_regularizer=kernel_regularizer,
-            bias_regularizer=bias_regularizer,
-            kernel_constraint=kernel_constraint,
-            bias_constraint=bias_constraint,
-            **kwargs,
-        )
+        super().__init__(**kwargs)
         self.units = v.check_positive_int("units", units)
         self.activation = v.check_activation("activation", activation)
         self.hidden_units = v.check_int_tuple("hidden_units", hidden_units)

@@ -103,3 +103,46 @@ def test_sublayers_start_from_different_weights_even_with_a_seeded_initializer()
     layer(np.zeros((1, 4), "float32"))
     first, second = (to_numpy(d.kernel) for d in layer.hidden_layers)
     assert not np.allclose(first, second)
+
+
+COMPOSITES = {
+    "AttentionLayer": lambda **kw: AttentionLayer(4, **kw),
+    "TaskHead": lambda **kw: TaskHead(3, **kw),
+    "MultiTaskHead": lambda **kw: MultiTaskHead({"a": 2}, **kw),
+    "Fusion": lambda **kw: Fusion("gated", units=4, **kw),
+    "MixtureOfExperts": lambda **kw: kbm.layers.MixtureOfExperts(["a", "b"], **kw),
+    "ProgressiveLayeredExtraction": (
+        lambda **kw: kbm.layers.ProgressiveLayeredExtraction(["a", "b"], **kw)
+    ),
+}
+
+
+def test_every_composite_layer_is_listed_here():
+    composites = {
+        name
+        for name in kbm.layers.__all__
+        if isinstance(getattr(kbm.layers, name), type)
+        and issubclass(getattr(kbm.layers, name), kbm.layers.CompositeLayer)
+        and name not in ("CompositeLayer", "FusionConcat")  # FusionConcat is a Fusion
+    }
+    assert composites == set(COMPOSITES)
+
+
+@pytest.mark.backend_independent
+@pytest.mark.parametrize("name", sorted(COMPOSITES))
+def test_dense_options_are_kept_where_taken_and_refused_elsewhere(name):
+    make = COMPOSITES[name]
+    options = {"kernel_initializer": "ones", "bias_regularizer": "l2"}
+    if not getattr(kbm.layers, name).takes_dense_options:
+        # As a plain Keras layer refuses an argument it does not know.
+        with pytest.raises(ValueError, match=r"Unrecognized keyword arguments.*kernel_init"):
+            make(**options)
+        return
+    config = make(**options).get_config()
+    assert config["kernel_initializer"]["class_name"] == "Ones"
+    assert config["bias_regularizer"]["class_name"] == "L2"
+    restored = type(make()).from_config(config)
+    assert isinstance(restored.kernel_initializer, keras.initializers.Ones)
+    assert isinstance(restored.bias_regularizer, keras.regularizers.L2)
+    with pytest.raises(ValueError, match=r"Unrecognized keyword arguments.*kernel_size"):
+        make(kernel_size=3)

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import copy
-import inspect
 from collections.abc import Mapping
 
 import keras
@@ -65,10 +64,7 @@ def expert_block(x, kind: str, tasks, options: Mapping | None, dtype=None, name=
                 f"preset sets. Received: expert_options={options!r}"
             )
     layer_class = EXPERT_LAYERS[kind]
-    allowed = [
-        p for p in inspect.signature(layer_class.__init__).parameters if p not in ("self", "tasks")
-    ]
-    allowed = [p for p in allowed if p != "kwargs"]
+    allowed = [p for p in layer_class.argument_names() if p != "tasks"]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ValueError(
