@@ -31,6 +31,7 @@ from keras_bigmodel.security import (
     loading_guard,
     resolve_limits,
 )
+from keras_bigmodel.security.names import unsafe_name_reason
 
 __all__ = [
     "LoadLimits",
@@ -110,6 +111,14 @@ def save_model(model: keras.Model, path: str | os.PathLike, overwrite: bool = Tr
         raise ValueError(f"`path` must end in '.keras'. Received: path={path!r}")
     if not isinstance(overwrite, bool):
         raise TypeError(f"`overwrite` must be a bool. Received: overwrite={overwrite!r}")
+    for layer in _compat.all_layers(model):
+        reason = unsafe_name_reason(layer.name)
+        if reason:
+            raise ValueError(
+                f"`model` holds a layer named {layer.name!r}, which {reason}; Keras builds "
+                "asset and weight paths from layer names, so it cannot be saved safely. "
+                "Rename the layer (letters, digits, '_', '-', '.')"
+            )
     with fileio.atomic_write(path, overwrite=overwrite) as f:
         _compat.save_model_to_file(model, f)
     return path

@@ -6,6 +6,7 @@ process each backend run starts (test_fresh_process_reloads_with_plain_keras).""
 
 import json
 import os
+import zipfile
 
 import keras
 import numpy as np
@@ -165,3 +166,31 @@ def test_truncated_file_is_a_clear_error(tmp_path):
         broken.write_bytes(data[:cut])
         with pytest.raises(kbm.ModelFileError):
             kbm.load_model(broken)
+
+
+@pytest.mark.parametrize("name", ["..\\..\\evil", "..", "..evil", "C:evil", "tab\there"])
+def test_a_layer_name_that_could_become_a_path_is_not_saved(tmp_path, name):
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2, name=name)(inputs))
+    target = tmp_path / "model.keras"
+    with pytest.raises(ValueError, match=r"holds a layer named .*cannot be saved safely"):
+        kbm.save_model(model, str(target))
+    assert os.listdir(tmp_path) == []
+
+
+def test_path_like_layer_names_are_refused_by_the_check_itself(tmp_path):
+    """Refused by kbm's config check (UnsafeModelError), not left to Keras failing to
+    rebuild the model: a file whose layer name holds a backslash."""
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="dense")(inputs))
+    path = str(tmp_path / "ok.keras")
+    model.save(path)
+    with zipfile.ZipFile(path) as zf:
+        members = {i.filename: zf.read(i) for i in zf.infolist()}
+    members["config.json"] = members["config.json"].replace(b'"dense"', b'"..\\\\x\\\\dense"')
+    bad = str(tmp_path / "bad.keras")
+    with zipfile.ZipFile(bad, "w") as zf:
+        for member, data in members.items():
+            zf.writestr(member, data)
+    with pytest.raises(kbm.UnsafeModelError, match=r"named '\.\.\\\\x\\\\dense'.*separator"):
+        kbm.load_model(bad)

@@ -28,6 +28,7 @@ import keras
 from keras_bigmodel import _compat
 from keras_bigmodel.security.errors import UnsafeModelError
 from keras_bigmodel.security.limits import LoadLimits, resolve_limits
+from keras_bigmodel.security.names import unsafe_name_reason
 from keras_bigmodel.security.resolve import Refusal, judge, resolve
 
 __all__ = ["ConfigFindings", "check_config"]
@@ -187,6 +188,14 @@ class _Walker:
                 self.where,
             )
         inner = node.get("config")
+        for name in (node.get("name"), inner.get("name") if isinstance(inner, dict) else None):
+            reason = unsafe_name_reason(name)
+            if reason:
+                raise self.refuse(
+                    link,
+                    f"({node['class_name']}) is named {name!r}, which {reason}; refused "
+                    "(Keras builds asset and weight paths from layer names)",
+                )
         if not isinstance(inner, dict):
             return
         for option in FILE_OPTIONS:

@@ -348,6 +348,27 @@ def non_modelling_keras_class(directory, sentinel) -> str:
 
 
 # ------------------------------------------------------------- file options (4)
+def _renamed_layer(directory, file_name, new_name) -> str:
+    """The benign model with its `hidden` layer (and every reference to it) renamed."""
+    members = []
+    for member, data in _benign_members():
+        if member == "config.json":
+            data = data.replace(b'"hidden"', json.dumps(new_name).encode())
+        members.append((member, data))
+    return write_members(os.path.join(directory, file_name), members)
+
+
+def traversal_layer_name(directory, sentinel) -> str:
+    """CVE-2026-12479's mechanism: a layer named like a path out of the store
+    (`../../../../x`); Keras builds asset paths from layer names."""
+    return _renamed_layer(directory, "traversal_name.keras", "../../../../kbm_evil")
+
+
+def backslash_layer_name(directory, sentinel) -> str:
+    """The same with Windows separators, which Keras's own name check lets through."""
+    return _renamed_layer(directory, "backslash_name.keras", "..\\..\\kbm_evil")
+
+
 def _lookup_layer(directory, name, class_name, config):
     def edit(cfg):
         _layers(cfg)[1].update(

@@ -124,9 +124,21 @@ def main(manifest_path: str) -> None:
             f.write(digest.hexdigest())
         kbm.save_model(model, loop["target"])
         print("SAVING", flush=True)
-        deadline = time.time() + 120
-        while time.time() < deadline:  # killed by the test long before
-            kbm.save_model(model, loop["target"])
+        # The next save stops at a known point: Keras has written the whole archive into
+        # the temporary file, which is not yet renamed onto the target. The test kills
+        # the process there (SIGKILL), deterministically.
+        from keras_bigmodel import _compat
+
+        write_archive = _compat.save_model_to_file
+
+        def write_then_wait(model, f):
+            write_archive(model, f)
+            f.flush()
+            print("MIDSAVE", flush=True)
+            time.sleep(120)  # killed by the test long before
+
+        _compat.save_model_to_file = write_then_wait
+        kbm.save_model(model, loop["target"])
 
 
 if __name__ == "__main__":

@@ -153,6 +153,12 @@ CASES = [
     Case(hostile.deep_json, TOO_LARGE, r"nested too deeply .* over the limit max_depth=100"),
     Case(hostile.json_container_bomb, UNSAFE, r"holds 2,500,\d+ JSON lists/objects"),
     Case(hostile.long_paths, CORRUPT, r"Keras could not rebuild the model"),
+    Case(
+        hostile.traversal_layer_name,
+        UNSAFE,
+        r"is named '\.\./\.\./\.\./\.\./kbm_evil', which holds a path separator",
+    ),
+    Case(hostile.backslash_layer_name, UNSAFE, r"which holds a path separator; refused"),
     # 3. archives and weights files
     Case(hostile.legacy_hdf5, UNSAFE, r"legacy HDF5 full-model file"),
     Case(hostile.hdf5_named_keras, UNSAFE, r"legacy HDF5 full-model file"),
@@ -263,16 +269,16 @@ def _start(root, backend, manifest):
 
 
 def _kill_mid_save(proc, saves, deadline) -> bool:
-    """SIGKILLs `proc` while its temporary file is being written."""
-    if not (_wait_for(proc, "RESULTS", deadline) and _wait_for(proc, "SAVING", deadline)):
+    """SIGKILLs `proc` at a known point of a save: the archive written into the
+    temporary file, not yet renamed onto the target (load_child.py stops there)."""
+    for word in ("RESULTS", "SAVING", "MIDSAVE"):
+        if not _wait_for(proc, word, deadline):
+            return False
+    temps = [n for n in os.listdir(saves) if ".kbm-tmp" in n]
+    if len(temps) != 1 or os.path.getsize(saves / temps[0]) == 0:
         return False
-    while time.time() < deadline and proc.poll() is None:
-        temps = [n for n in os.listdir(saves) if ".kbm-tmp" in n]
-        if temps and os.path.getsize(saves / temps[0]) > 0:
-            os.kill(proc.pid, signal.SIGKILL)
-            return True
-        time.sleep(0.0005)
-    return False
+    os.kill(proc.pid, signal.SIGKILL)
+    return True
 
 
 @pytest.fixture(scope="module")
