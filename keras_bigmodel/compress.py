@@ -527,6 +527,10 @@ class ProbabilityDistillation(keras.distillation.DistillationLoss):
     def get_config(self):
         return {"temperature": self.temperature}
 
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
 
 def distill(
     teacher: keras.Model,

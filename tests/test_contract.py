@@ -66,3 +66,18 @@ def test_every_preset_declares_what_the_project_needs():
         assert [t.name for t in keras.tree.flatten(model.inputs)] == [
             i.name for i in spec.data.inputs
         ], name
+
+
+@pytest.mark.backend_independent
+def test_every_layer_a_module_lists_is_exported_by_the_package():
+    """keras_bigmodel.layers imports its layers by name (one registration path); a
+    layer a module lists in `__all__` but the package does not import is caught here."""
+    for info in pkgutil.iter_modules(keras_bigmodel.layers.__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"keras_bigmodel.layers.{info.name}")
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if isinstance(obj, type) and issubclass(obj, keras.layers.Layer):
+                assert getattr(keras_bigmodel.layers, name, None) is obj, (info.name, name)
+                assert name in keras_bigmodel.layers.__all__, name
