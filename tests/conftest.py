@@ -1,7 +1,6 @@
 import gc
 import os
 import shutil
-import sys
 import tempfile
 
 # XLA's CPU code generator at its lowest optimisation level: the tests compile hundreds
@@ -34,12 +33,47 @@ if os.environ.get("PYTEST_XDIST_WORKER") and keras.backend.backend() == "torch":
 
     torch.set_num_threads(1)
 
-# tests/ for the harness, and the repository root for `benchmarks` (the documents'
-# attention layer lives there, inlined as the benchmark asks).
-sys.path.insert(0, os.path.dirname(__file__))
-sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 BACKEND = keras.backend.backend()
+
+
+# Why tests are not run in this pass, and how many: printed at the end of the run.
+_NOT_RUN: dict[str, int] = {}
+_REASONS = {
+    "tensorflow_only": "TensorFlow-only features (tf-keras-vis, TFLite, tf.distribute)",
+    "once": "start their own processes on every backend; run in the TensorFlow pass",
+    "backend_independent": "configs and weight counts, the same on every backend; run in "
+    "the TensorFlow pass",
+    "not_tensorflow": "check what another backend does; run in the JAX and PyTorch passes",
+}
+
+
+def _not_run_here(item) -> str | None:
+    if BACKEND != "tensorflow":
+        for marker in ("tensorflow_only", "once", "backend_independent"):
+            if item.get_closest_marker(marker):
+                return marker
+    elif item.get_closest_marker("not_tensorflow"):
+        return "not_tensorflow"
+    return None
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """xdist's controller collects nothing itself: it takes the workers' counts (each
+    worker collects every test, so one worker's counts are the run's)."""
+    counts = getattr(node, "workeroutput", {}).get("not_run")
+    if counts and not _NOT_RUN:
+        _NOT_RUN.update(counts)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line per reason for the tests this backend's pass does not run, so that a
+    JAX or PyTorch run does not look complete when it is not."""
+    if not _NOT_RUN:
+        return
+    terminalreporter.section(f"not run on {BACKEND} (deselected)")
+    for marker, count in sorted(_NOT_RUN.items()):
+        terminalreporter.line(f"{count} tests marked {marker}: {_REASONS[marker]}")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -50,18 +84,16 @@ def pytest_collection_modifyitems(config, items):
     run first, so that the two xdist workers do not end on them."""
     keep, drop = [], []
     for item in items:
-        if BACKEND != "tensorflow" and (
-            item.get_closest_marker("tensorflow_only")
-            or item.get_closest_marker("once")
-            or item.get_closest_marker("backend_independent")
-        ):
+        reason = _not_run_here(item)
+        if reason:
             drop.append(item)
-        elif BACKEND == "tensorflow" and item.get_closest_marker("not_tensorflow"):
-            drop.append(item)
+            _NOT_RUN[reason] = _NOT_RUN.get(reason, 0) + 1
         else:
             keep.append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
+    if hasattr(config, "workeroutput"):  # an xdist worker: the controller prints the line
+        config.workeroutput["not_run"] = dict(_NOT_RUN)
     keep.sort(key=lambda item: item.get_closest_marker("once") is None)  # stable
     items[:] = keep
 

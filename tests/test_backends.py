@@ -17,6 +17,7 @@ import textwrap
 import keras
 import numpy as np
 import pytest
+from sample_models import user_model
 
 import keras_bigmodel as kbm
 import zoo
@@ -45,20 +46,6 @@ STEP = textwrap.dedent("""
 """)
 
 
-def user_model() -> keras.Model:
-    """A user's model: plain Keras layers around the package's layers (attention,
-    fusion, experts and task heads)."""
-    seq = keras.Input(shape=(None, 6), name="sequence")
-    vec = keras.Input(shape=(5,), name="vector")
-    h = keras.layers.LSTM(8, return_sequences=True)(keras.layers.Masking()(seq))
-    pooled = kbm.layers.AttentionLayer(4)(h)
-    fused = kbm.layers.Fusion("gated", units=8)([pooled, keras.layers.Dense(8)(vec)])
-    both = kbm.layers.FusionConcat()([fused, vec])
-    experts = kbm.layers.MixtureOfExperts(["label", "score"], num_experts=3, expert_units=(4,))
-    heads = kbm.layers.MultiTaskHead({"label": {"units": 3, "activation": "softmax"}, "score": 1})
-    return keras.Model({"sequence": seq, "vector": vec}, heads(experts(both)))
-
-
 def models() -> dict:
     keras.utils.set_random_seed(0)
     # Between them these hold every layer of the package: the presets add the image
@@ -73,7 +60,7 @@ def models() -> dict:
     built["cnn_augmented"] = zoo.build(
         "cnn", augmentation={"rotation": 0.1, "seed": 1}, **zoo.get_preset("cnn").tiny
     )
-    built["user_model"] = user_model()
+    built["user_model"] = user_model(experts=True)
     return built
 
 

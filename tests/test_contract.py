@@ -4,7 +4,6 @@
 import importlib
 import os
 import pkgutil
-import sys
 
 import keras
 import pytest
@@ -14,7 +13,6 @@ import keras_bigmodel.layers
 import zoo
 
 LAYER_TESTS = os.path.join(os.path.dirname(__file__), "layers")
-sys.path.insert(0, LAYER_TESTS)
 
 
 @pytest.mark.parametrize("case, check", parametrize(preset_cases()))
@@ -42,7 +40,7 @@ def forward_served(served, inputs):
 def test_every_exported_layer_has_contract_cases():
     covered = set()
     for info in pkgutil.iter_modules([LAYER_TESTS]):
-        module = importlib.import_module(info.name)
+        module = importlib.import_module(f"layers.{info.name}")
         for case in getattr(module, "CASES", []):
             covered.add(type(case.build().get_layer(case.layer_name)))
     layers = {getattr(keras_bigmodel.layers, name) for name in keras_bigmodel.layers.__all__}

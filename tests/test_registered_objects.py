@@ -121,12 +121,9 @@ def _registered() -> dict[str, type]:
 
 
 def _layer_contract_classes() -> set[type]:
-    import sys
-
-    sys.path.insert(0, LAYER_TESTS)
     covered = set()
     for info in pkgutil.iter_modules([LAYER_TESTS]):
-        for case in getattr(importlib.import_module(info.name), "CASES", []):
+        for case in getattr(importlib.import_module(f"layers.{info.name}"), "CASES", []):
             covered.add(type(case.build().get_layer(case.layer_name)))
     return covered
 

@@ -14,26 +14,7 @@ import pytest
 
 import keras_bigmodel as kbm
 from keras_bigmodel import _compat
-from keras_bigmodel.layers import AttentionLayer, Fusion, FusionConcat, MultiTaskHead
-
-
-def user_model():
-    """A user's model: plain Keras layers around every layer of the package."""
-    seq = keras.Input(shape=(None, 6), name="sequence")
-    vec = keras.Input(shape=(5,), name="vector")
-    h = keras.layers.LSTM(8, return_sequences=True)(keras.layers.Masking()(seq))
-    pooled = AttentionLayer(4)(h)
-    fused = Fusion("gated", units=8)([pooled, keras.layers.Dense(8)(vec)])
-    both = FusionConcat()([fused, vec])
-    outputs = MultiTaskHead({"label": {"units": 3, "activation": "softmax"}, "score": 1})(both)
-    return keras.Model({"sequence": seq, "vector": vec}, outputs)
-
-
-def user_inputs():
-    rng = np.random.default_rng(0)
-    seq = rng.normal(size=(4, 7, 6)).astype("float32")
-    seq[1, 5:] = 0.0
-    return {"sequence": seq, "vector": rng.normal(size=(4, 5)).astype("float32")}
+from keras_bigmodel.layers import AttentionLayer, MultiTaskHead
 
 
 def assert_same_model(restored, model):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from harness import layer_case, layer_contract, to_numpy
 from keras import ops
+from references import softmax as np_softmax
 
 from keras_bigmodel.layers import AttentionLayer
 from zoo.presets._plain import DocumentsAttentionLayer  # the documents' code, as written
@@ -40,12 +41,6 @@ CASES = [
     ),
 ]
 test_contract = layer_contract(CASES)
-
-
-def np_softmax(z, axis=-1):
-    z = z - z.max(axis=axis, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=axis, keepdims=True)
 
 
 def np_weights(layer, name):

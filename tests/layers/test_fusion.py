@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from harness import layer_case, layer_contract, to_numpy
 from keras import ops
+from references import softmax as np_softmax
 
 from keras_bigmodel.layers import Fusion, FusionConcat
 
@@ -77,11 +78,6 @@ test_contract = layer_contract(CASES)
 
 def w(var):
     return np.asarray(ops.convert_to_numpy(var), dtype="float64")
-
-
-def np_softmax(z, axis=-1):
-    e = np.exp(z - z.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
 
 
 @pytest.mark.parametrize(

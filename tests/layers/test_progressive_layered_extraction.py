@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from harness import layer_case, layer_contract, to_numpy
 from keras import ops
+from references import softmax as np_softmax
 
 from keras_bigmodel.layers import MultiTaskHead, ProgressiveLayeredExtraction
 
@@ -45,11 +46,6 @@ test_contract = layer_contract(CASES)
 
 def w(var):
     return np.asarray(ops.convert_to_numpy(var), dtype="float64")
-
-
-def np_softmax(z):
-    e = np.exp(z - z.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
 
 
 def np_expert(layers, x):

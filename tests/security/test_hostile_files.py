@@ -20,14 +20,13 @@ import subprocess
 import sys
 import time
 
+import hostile
 import keras
 import numpy as np
 import pytest
+from sample_models import user_model
 
 import keras_bigmodel as kbm
-
-sys.path.insert(0, os.path.dirname(__file__))
-import hostile
 
 CHILD = os.path.join(os.path.dirname(__file__), "load_child.py")
 UNSAFE, CORRUPT, TOO_LARGE = "UnsafeModelError", "ModelFileError", "ModelTooLargeError"
@@ -226,8 +225,6 @@ def _snapshot(directory):
 def _fresh_process_file(directory):
     """A user's model (every layer of the package around plain Keras layers), compiled
     and saved with kbm.save_model, and its weights."""
-    from test_saving import user_model
-
     model = user_model()
     model.compile("adam", {"label": "categorical_crossentropy", "score": "mse"})
     path = kbm.save_model(model, os.path.join(directory, "user.keras"))

@@ -2,9 +2,9 @@
 raised, safe mode is forced for the duration of a load, no module is imported, and
 exhaustion while checking is a refusal, not a traceback."""
 
-import os
 import sys
 
+import hostile
 import keras
 import numpy as np
 import pytest
@@ -13,9 +13,6 @@ import keras_bigmodel as kbm
 from keras_bigmodel import _compat
 from keras_bigmodel.saving import LoadLimits, ModelTooLargeError
 from keras_bigmodel.security import check_config, config_check, inspect_archive, loading_guard
-
-sys.path.insert(0, os.path.dirname(__file__))
-import hostile
 
 UNSAFE = kbm.UnsafeModelError
 CORRUPT = kbm.ModelFileError

@@ -5,17 +5,14 @@ crashes on bad recorded data, and saving replaces (never writes through) links."
 import hashlib
 import json
 import os
-import sys
 
+import hostile
 import numpy as np
 import pytest
 
 import keras_bigmodel as kbm
 import zoo
 from keras_bigmodel.verification import verify_file
-
-sys.path.insert(0, os.path.dirname(__file__))
-import hostile
 
 UNSAFE = kbm.UnsafeModelError
 CORRUPT = kbm.ModelFileError
