@@ -50,6 +50,10 @@ def read_members(path) -> list[tuple[zipfile.ZipInfo, bytes]]:
         return [(info, zf.read(info)) for info in zf.infolist()]
 
 
+def read_members_by_name(path) -> list[tuple[str, bytes]]:
+    return [(info.filename, data) for info, data in read_members(path)]
+
+
 def write_members(path, members, compression=zipfile.ZIP_STORED) -> str:
     with zipfile.ZipFile(path, "w", compression=compression) as zf:
         for name, data in members:

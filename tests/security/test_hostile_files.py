@@ -27,6 +27,7 @@ import pytest
 from sample_models import user_model
 
 import keras_bigmodel as kbm
+from keras_bigmodel import _compat
 
 CHILD = os.path.join(os.path.dirname(__file__), "load_child.py")
 UNSAFE, CORRUPT, TOO_LARGE = "UnsafeModelError", "ModelFileError", "ModelTooLargeError"
@@ -442,3 +443,43 @@ def test_the_planted_module_is_live(tmp_path, monkeypatch):
     finally:
         for name in [m for m in sys.modules if m.split(".")[0] == "keras_hub"]:
             del sys.modules[name]
+
+
+def _drop_modules(prefix):
+    for name in [m for m in sys.modules if m.split(".")[0] == prefix]:
+        del sys.modules[name]
+
+
+def test_the_foreign_module_payload_is_live_but_keras_no_longer_imports_it(tmp_path, monkeypatch):
+    """Control for class 1: the planted module runs its payload when imported (as Keras
+    before its CVE-2025-1550 fix imported any module a config named); Keras 3.15 itself,
+    with safe mode off, no longer imports it. The check refuses it either way."""
+    sentinel = tmp_path / "SENTINEL"
+    path = hostile.foreign_module_import(str(tmp_path), str(sentinel))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        with pytest.raises(Exception):  # noqa: B017 - what matters is what ran
+            keras.saving.load_model(path, safe_mode=False)
+        assert not sentinel.exists()
+        __import__("evil_payload")
+        assert sentinel.exists()
+    finally:
+        _drop_modules("evil_payload")
+
+
+def test_the_vocabulary_file_payload_is_live(tmp_path):
+    """Control for class 4 with plain Keras: the lookup layer the file declares, once
+    deserialized with safe mode off, holds the lines of the local file it names."""
+    path = hostile.vocabulary_file(str(tmp_path), str(tmp_path / "SENTINEL"))
+    config = next(
+        layer
+        for layer in json.loads(dict(hostile.read_members_by_name(path))["config.json"])["config"][
+            "layers"
+        ]
+        if layer["class_name"] == "StringLookup"
+    )
+    with _compat.safe_mode_scope(False):
+        layer = keras.layers.deserialize(config)
+    with open("/etc/passwd") as f:
+        first = f.readline().rstrip("\n")
+    assert first in layer.get_vocabulary()
