@@ -349,7 +349,7 @@ def atomic_path(
         The temporary path to write.
 
     Raises:
-        As for `atomic_write`.
+        FileExistsError: As for `atomic_write` (so are the other errors).
 
     Example:
 

@@ -225,7 +225,7 @@ def load_model_from_file(
         The `keras.Model`.
 
     Raises:
-        As for `load_model`.
+        UnsafeModelError: As for `load_model` (so are the other errors).
     """
     custom_objects = _check_custom_objects(custom_objects)
     limits = resolve_limits(limits)

@@ -1,4 +1,5 @@
-"""The README's Python examples run as written, and CI runs the README's test command."""
+"""The README's and the docs pages' Python examples run as written, their links hold,
+and CI runs the README's test command."""
 
 import os
 import re
@@ -8,18 +9,36 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-README = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
-BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+DOCS = os.path.join(ROOT, "docs")
+
+
+def _read(path):
+    return open(path, encoding="utf-8").read()
+
+
+def _nav_pages() -> list[str]:
+    """The docs pages in the site's order (mkdocs.yml's nav)."""
+    return re.findall(r"^\s+- [^:]+: (\S+\.md)$", _read(os.path.join(ROOT, "mkdocs.yml")), re.M)
+
+
+README = _read(os.path.join(ROOT, "README.md"))
+PAGES = {page: _read(os.path.join(DOCS, page)) for page in _nav_pages()}
+BLOCKS = [
+    block
+    for text in [README, *PAGES.values()]
+    for block in re.findall(r"```python\n(.*?)```", text, flags=re.S)
+]
 
 RUNNER = """
 import sys, traceback
 blocks = sys.stdin.read().split("\\n# ---- next block ----\\n")
 for i, block in enumerate(blocks):
     try:
-        exec(compile(block, f"README python block {i + 1}", "exec"), {"__name__": "__readme__"})
+        where = f"python block {i + 1} (README, then docs/ in nav order)"
+        exec(compile(block, where, "exec"), {"__name__": "__readme__"})
     except Exception:
         traceback.print_exc()
-        sys.exit(f"README python block {i + 1} failed")
+        sys.exit(f"python block {i + 1} failed")
 print("ALL BLOCKS RAN")
 """
 
@@ -34,7 +53,13 @@ def test_readme_opens_with_the_two_commands():
     prefix = 'python3 -m venv .venv && . .venv/bin/activate && pip install ".[test]"'
     lines = [line for line in README.splitlines() if line.startswith(prefix)]
     assert lines == [commands[1]], lines
-    steps = ("ruff check .", "ruff format --check .", "KERAS_BACKEND=jax", "KERAS_BACKEND=torch")
+    steps = (
+        "ruff check .",
+        "ruff format --check .",
+        "mkdocs build --strict",
+        "KERAS_BACKEND=jax",
+        "KERAS_BACKEND=torch",
+    )
     for step in steps:
         assert step in commands[1], step
 
@@ -77,20 +102,37 @@ def _anchors(markdown: str) -> set[str]:
     return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
 
 
-def test_readme_links_and_figures_exist():
-    targets = re.findall(r"\]\(([^)\s]+)\)", README)
-    assert targets
+def test_every_page_is_in_the_site_and_the_readme_links_them():
+    pages = {f for f in os.listdir(DOCS) if f.endswith(".md")}
+    assert pages == set(PAGES), sorted(pages ^ set(PAGES))
+    linked = set(re.findall(r"\]\(docs/([^)#\s]+\.md)", README))
+    assert set(PAGES) - {"index.md", "development.md"} <= linked, sorted(set(PAGES) - linked)
+
+
+@pytest.mark.parametrize("name", ["README.md", *PAGES])
+def test_links_and_anchors_exist(name):
+    text = README if name == "README.md" else PAGES[name]
+    base = ROOT if name == "README.md" else DOCS
+    targets = re.findall(r"\]\(([^)\s]+)\)", re.sub(r"```.*?```", "", text, flags=re.S))
     for target in targets:
         path, _, anchor = target.partition("#")
         if path.startswith(("http://", "https://")):
             continue
-        text = README if not path else None
+        linked = text
         if path:
-            assert os.path.exists(os.path.join(ROOT, path)), target
+            full = os.path.normpath(os.path.join(base, path))
+            assert os.path.exists(full), (name, target)
             if path.endswith(".md"):
-                text = open(os.path.join(ROOT, path), encoding="utf-8").read()
-        if anchor:
-            assert anchor in _anchors(text), target
-    shown = set(re.findall(r"!\[[^\]]+\]\((docs/[^)]+\.png)\)", README))
-    figures = {f"docs/{f}" for f in os.listdir(os.path.join(ROOT, "docs")) if f.endswith(".png")}
+                linked = _read(full)
+        if anchor and (not path or path.endswith(".md")):
+            assert anchor in _anchors(linked), (name, target)
+
+
+def test_every_docs_figure_is_shown():
+    shown = {
+        os.path.normpath(os.path.join(DOCS, f))
+        for text in PAGES.values()
+        for f in re.findall(r"!\[[^\]]+\]\(([^)]+\.png)\)", text)
+    }
+    figures = {os.path.join(DOCS, f) for f in os.listdir(DOCS) if f.endswith(".png")}
     assert figures and figures <= shown, sorted(figures - shown)

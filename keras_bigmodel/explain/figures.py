@@ -648,8 +648,9 @@ def save_sequence_map(
         path: Destination `.png` (written atomically).
         sequences: The inputs explained, `(batch, time, features)`: drawn in grey, and
             again beneath the translucent map.
-        titles, cmap, alpha, ncols, title, method, model_name, labels, predicted,
-        explained, class_names, colorbar_label: As for `save_heatmap`.
+        **options: `titles`, `cmap`, `alpha`, `ncols`, `title`, `method`, `model_name`,
+            `labels`, `predicted`, `explained`, `class_names`, `colorbar_label`: as for
+            `save_heatmap`.
 
     Returns:
         The path written.
@@ -724,8 +725,9 @@ def save_feature_bars(
         maps: `(batch, features)` values in [0, 1].
         path: Destination `.png` (written atomically).
         features: The inputs explained, `(batch, features)`, marked in grey (scaled).
-        titles, cmap, ncols, title, method, model_name, labels, predicted, explained,
-        class_names, colorbar_label: As for `save_heatmap`.
+        **options: `titles`, `cmap`, `ncols`, `title`, `method`, `model_name`, `labels`,
+            `predicted`, `explained`, `class_names`, `colorbar_label`: as for
+            `save_heatmap`.
 
     Returns:
         The path written.
