@@ -192,9 +192,7 @@ def load_model(
         f.seek(0)
         if is_hdf5(head):
             return _load_legacy_h5(path, custom_objects, compile, trusted)
-        return load_model_from_file(
-            f, where=path, custom_objects=custom_objects, compile=compile, limits=limits
-        )
+        return _load_from_file(f, path, custom_objects, compile, limits)
 
 
 def _check_custom_objects(custom_objects):
@@ -227,8 +225,13 @@ def load_model_from_file(
     Raises:
         UnsafeModelError: As for `load_model` (so are the other errors).
     """
-    custom_objects = _check_custom_objects(custom_objects)
-    limits = resolve_limits(limits)
+    return _load_from_file(
+        f, where, _check_custom_objects(custom_objects), compile, resolve_limits(limits)
+    )
+
+
+def _load_from_file(f, where: str, custom_objects, compile: bool, limits: LoadLimits):
+    """The load itself, for arguments already checked (and limits resolved) once."""
     f.seek(0)
     report = inspect_archive(f, custom_objects=custom_objects, where=where, limits=limits)
     f.seek(0)
