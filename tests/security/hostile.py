@@ -509,6 +509,12 @@ def unbacked_parameters(directory, sentinel) -> str:
     return _sized(directory, "unbacked.keras", 2, lambda c, e: c.update(units=50_000_000))
 
 
+def unbacked_parameters_small(directory, sentinel) -> str:
+    """Dense(5_000_000): 80 MB of float32 variables the weights file does not store;
+    small enough for plain Keras to load as a control of what the check prevents."""
+    return _sized(directory, "unbacked-small.keras", 2, lambda c, e: c.update(units=5_000_000))
+
+
 def five_thousand_layers(directory, sentinel) -> str:
     """5,000 layers (500 KB of config)."""
 

@@ -11,8 +11,10 @@ backend, side by side): `KERAS_BACKEND=... python load_child.py MANIFEST.json`.
    the working directory and put first on `sys.path` (where the attacks plant their
    modules), and records the error, the modules that appeared in `sys.modules`,
    whether the sentinel appeared, the safe-mode flag afterwards and the peak memory.
-4. Writes the results (JSON), then, if asked, saves a model in a loop until the test
-   kills it with SIGKILL.
+4. As a control, loads an unbacked file with plain Keras and records how much memory
+   that allocates (the TensorFlow pass).
+5. Writes the results (JSON), then, if asked, saves a model and stops at a known point
+   of a second save, where the test kills it with SIGKILL.
 """
 
 import json
@@ -105,6 +107,18 @@ def main(manifest_path: str) -> None:
     for case in manifest["cases"]:
         results["cases"][case["id"]] = run_case(case, kbm, keras, _compat)
     results["seconds"]["cases"] = time.time() - start
+    control = manifest.get("size_control")
+    if control:
+        # Control: plain Keras given an unbacked file (refused above) allocates what it
+        # declares before it reads the weights. The resident size now, then the peak.
+        with open("/proc/self/status") as f:
+            resident = next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
+        try:
+            keras.saving.load_model(control, safe_mode=True, compile=False)
+            results["size_control_error"] = None
+        except Exception as e:  # Keras fails once it reads the weights; asserted
+            results["size_control_error"] = type(e).__name__
+        results["size_control_growth_mb"] = peak_mb() - resident / 1024
     tmp = manifest["results"] + ".part"
     with open(tmp, "w") as f:
         json.dump(results, f)

@@ -159,6 +159,7 @@ CASES = [
         r"is named '\.\./\.\./\.\./\.\./kbm_evil', which holds a path separator",
     ),
     Case(hostile.backslash_layer_name, UNSAFE, r"which holds a path separator; refused"),
+    Case(hostile.unbacked_parameters_small, UNSAFE, r"but the weights file stores only"),
     # 3. archives and weights files
     Case(hostile.legacy_hdf5, UNSAFE, r"legacy HDF5 full-model file"),
     Case(hostile.hdf5_named_keras, UNSAFE, r"legacy HDF5 full-model file"),
@@ -310,6 +311,9 @@ def children(tmp_path_factory):
         manifest = {"cases": cases, "results": str(root / f"results-{backend}.json")}
         if backend == "tensorflow":  # backend-independent checks, done once
             manifest["fresh"] = _fresh_process_file(str(root / "fresh"))
+            manifest["size_control"] = next(
+                c["path"] for c in cases if c["id"] == "unbacked_parameters_small"
+            )
             manifest["save_loop"] = {
                 "target": str(saves / "target.keras"),
                 "expected": str(root / "expected.sha256"),
@@ -483,3 +487,13 @@ def test_the_vocabulary_file_payload_is_live(tmp_path):
     with open("/etc/passwd") as f:
         first = f.readline().rstrip("\n")
     assert first in layer.get_vocabulary()
+
+
+@pytest.mark.tensorflow_only
+def test_plain_keras_allocates_what_an_unbacked_file_declares(children):
+    """Control for class 2: plain Keras, in safe mode, builds and initialises the 80 MB of
+    variables the file declares before it finds the weights missing; kbm refuses the
+    same file before anything is built (the case above)."""
+    results = _results(children, "tensorflow")
+    assert results["size_control_error"] is not None, "plain Keras loaded an unbacked file"
+    assert results["size_control_growth_mb"] > 60, results["size_control_growth_mb"]
