@@ -18,7 +18,7 @@ BACKENDS = ("jax", "torch")
 
 def _nested_model():
     import keras
-    from test_explain import ZEROS, numpy_init
+    from explain_helpers import ZEROS, numpy_init
 
     backbone = keras.Sequential(
         [keras.Input((8, 8, 1)), keras.layers.Conv2D(3, 3, activation="relu", **ZEROS)],
@@ -35,7 +35,7 @@ def _nested_model():
 
 def save_cases(directory: str) -> None:
     """Writes `<case>.keras`, `<case>.npz` (inputs) and `cases.json` (what to compute)."""
-    from test_explain_presets import build_tiny, explained_output, inputs_for
+    from explain_helpers import build_tiny, explained_output, inputs_for
 
     import keras_bigmodel as kbm
     import zoo

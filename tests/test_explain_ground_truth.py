@@ -5,7 +5,7 @@ explained by the steps that decide their label."""
 import keras
 import numpy as np
 import pytest
-from test_explain import ZEROS, numpy_init
+from explain_helpers import ZEROS, numpy_init
 
 import keras_bigmodel as kbm
 from keras_bigmodel.explain import synthetic
