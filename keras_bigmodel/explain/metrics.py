@@ -400,7 +400,7 @@ def infidelity(
     class_index,
     attributions,
     *,
-    samples: int = 10,
+    samples: int | None = None,
     scale: float = 0.1,
     noise=None,
     seed: int | None = 0,
@@ -423,7 +423,7 @@ def infidelity(
         model, inputs, class_index, output, input, batch_size: As for `deletion`.
         attributions: Shaped like the perturbed input or its leading axes (a map
             without channels is spread over them).
-        samples: Perturbations per example.
+        samples: Perturbations per example (default: 10, or as many as `noise` holds).
         scale: The Gaussian perturbation's standard deviation.
         noise: Optional perturbations `(batch, samples, ...)` shaped like the input,
             used instead of drawing them (how the tests give captum the same noise).
@@ -447,7 +447,7 @@ def infidelity(
         cnn, images, classes))
     ```
     """
-    samples = v.check_positive_int("samples", samples)
+    samples = _samples(samples, noise)
     scale = v.check_number("scale", scale, minimum=0.0)
     seed = v.check_seed("seed", seed)
     v.check_bool("normalize", normalize)
@@ -474,6 +474,14 @@ def infidelity(
     return ((dots - diffs) ** 2).mean(axis=1).astype("float32")
 
 
+def _samples(samples, noise) -> int:
+    """Perturbations per example: `samples` (default 10), or as many as `noise` holds."""
+    if samples is None:
+        shape = np.shape(noise) if noise is not None else ()
+        return int(shape[1]) if len(shape) > 1 else 10
+    return v.check_positive_int("samples", samples)
+
+
 def _noise(name, noise, x, samples) -> np.ndarray:
     n = np.asarray(keras.ops.convert_to_numpy(noise), dtype="float64")
     want = (len(x), samples) + x.shape[1:]
@@ -492,7 +500,7 @@ def max_sensitivity(
     method: str | Callable = "saliency",
     *,
     radius: float = 0.02,
-    samples: int = 10,
+    samples: int | None = None,
     noise=None,
     seed: int | None = 0,
     output: Output = None,
@@ -511,7 +519,7 @@ def max_sensitivity(
             `"integrated_gradients"`, `"gradcam"`), or a function
             `method(model, inputs, class_index) -> attributions`.
         radius: The perturbation's half-width.
-        samples: Perturbations per example.
+        samples: Perturbations per example (default: 10, or as many as `noise` holds).
         noise: Optional perturbations `(batch, samples, ...)` used instead of drawing.
         seed: Seed of the draws.
         options: Keyword arguments for the method.
@@ -532,7 +540,7 @@ def max_sensitivity(
     ```
     """
     radius = v.check_number("radius", radius, minimum=0.0)
-    samples = v.check_positive_int("samples", samples)
+    samples = _samples(samples, noise)
     seed = v.check_seed("seed", seed)
     view, arrays, classes, index = _setup(model, inputs, class_index, output, False, input)
     explain = _explainer(method, options, output, view.input_names[index])
@@ -679,7 +687,7 @@ def randomisation(
 
     rng = np.random.default_rng(seed)
     saved = [
-        (var, var.numpy() if hasattr(var, "numpy") else keras.ops.convert_to_numpy(var))
+        (var, np.array(keras.ops.convert_to_numpy(var)))
         for layer in chosen
         for var in layer.trainable_weights
     ]
