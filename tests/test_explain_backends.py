@@ -1,7 +1,7 @@
 """The same maps on TensorFlow, JAX and PyTorch: every zoo preset (tiny) and a nested
 model are saved once with their inputs; one process per backend reloads them and
 computes saliency, SmoothGrad, integrated gradients, Grad-CAM, Grad-CAM++ and attention,
-on the cnn and attention_rnn presets input x gradient, GradientSHAP and occlusion, and
+on the cnn and attention_rnn presets input x gradient, GradientSHAP, DeepLIFT and occlusion, and
 on the cnn LayerCAM and every metric (deletion, insertion, ROAD, infidelity, max-sensitivity,
 randomisation); the results must agree with TensorFlow's within 1e-4."""
 
@@ -112,6 +112,7 @@ def _new_methods_and_metrics(explain, model, x, classes, with_metrics) -> dict:
         "input_x_gradient": explain.input_x_gradient(model, x, classes),
         "gradient_shap": explain.gradient_shap(model, x, classes, samples=3, seed=0),
         "occlusion": explain.occlusion(model, x, classes, window=2),
+        "deeplift": explain.deeplift(model, x, classes),
     }
     if not with_metrics:
         return found

@@ -1,7 +1,9 @@
 """captum is the reference on PyTorch, where a Keras model is a `torch.nn.Module`:
 input x gradient, occlusion, GradientSHAP, LayerCAM (from captum's layer activation
 and layer gradient), infidelity and max-sensitivity equal captum's on the same model,
-inputs and noise (within 1e-5). PyTorch pass only: deselected on TensorFlow
+inputs and noise (within 1e-5); DeepLIFT equals captum's `DeepLift` on the same network
+written in PyTorch (captum's rules hook `torch.nn` activation modules, which a Keras
+layer's activation is not). PyTorch pass only: deselected on TensorFlow
 (`not_tensorflow`), skipped with that reason on JAX."""
 
 import keras
@@ -16,6 +18,7 @@ RNG = np.random.default_rng(0)
 pytestmark = [
     pytest.mark.not_tensorflow,
     pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients"),
+    pytest.mark.filterwarnings("ignore:Setting forward, backward hooks and attributes"),
     pytest.mark.skipif(
         keras.backend.backend() != "torch", reason="captum runs on the PyTorch backend only"
     ),
@@ -131,3 +134,28 @@ def test_infidelity_and_max_sensitivity_equal_captum_given_the_same_noise(model)
     )
     ours = E.metrics.max_sensitivity(model, x, classes, "input_x_gradient", noise=uniform)
     np.testing.assert_allclose(ours, theirs, **TOL)
+
+
+def test_deeplift_equals_captum_on_the_same_network_in_pytorch():
+    import torch
+    from captum.attr import DeepLift
+
+    rows = keras.Input((5,))
+    dense = [keras.layers.Dense(n, **ZEROS) for n in (6, 4, 4, 3)]
+    h = keras.layers.Activation("relu")(dense[0](rows))
+    h = keras.layers.Dense(4, activation="tanh", **ZEROS)(h)
+    h = keras.layers.Activation("sigmoid")(dense[2](h))
+    model = numpy_init(keras.Model(rows, keras.layers.Dense(3, activation="softmax")(h)))
+    kernels = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    modules = [torch.nn.Linear(*layer.kernel.shape) for layer in kernels]
+    with torch.no_grad():
+        for module, layer in zip(modules, kernels):
+            module.weight.copy_(torch.tensor(keras.ops.convert_to_numpy(layer.kernel).T))
+            module.bias.copy_(torch.tensor(keras.ops.convert_to_numpy(layer.bias)))
+    a, b, c, d = modules
+    network = torch.nn.Sequential(a, torch.nn.ReLU(), b, torch.nn.Tanh(), c, torch.nn.Sigmoid(), d)
+    x = RNG.normal(size=(3, 5)).astype("float32")
+    baseline = (0.3 * RNG.normal(size=(1, 5))).astype("float32")
+    theirs = DeepLift(network).attribute(_tensor(x), baselines=_tensor(baseline), target=[0, 1, 2])
+    ours = E.deeplift(model, x, [0, 1, 2], baseline=baseline[0])
+    np.testing.assert_allclose(ours, theirs.detach(), **TOL)

@@ -259,3 +259,20 @@ def test_metric_arguments_are_checked_with_their_names():
     for function, args, kwargs, message in cases:
         with pytest.raises(ValueError, match=message):
             function(model, x, 0, *args, **kwargs)
+
+
+def test_deeplift_adds_up_to_the_change_of_the_logit():
+    """Summation to delta: exact for Dense / Conv / Activation networks (the rescale
+    multipliers telescope)."""
+    image = keras.Input((6, 6, 1))
+    h = keras.layers.Conv2D(3, 3, activation="relu", **ZEROS)(image)
+    h = keras.layers.Dense(4, activation="tanh", **ZEROS)(keras.layers.Flatten()(h))
+    h = keras.layers.Activation("sigmoid")(keras.layers.Dense(4, **ZEROS)(h))
+    model = numpy_init(keras.Model(image, keras.layers.Dense(3, activation="softmax", **ZEROS)(h)))
+    x = RNG.uniform(size=(3, 6, 6, 1)).astype("float32")
+    baseline = np.full((6, 6, 1), 0.5, "float32")
+    found = E.deeplift(model, x, [0, 1, 2], baseline=baseline)
+    gap = E.class_scores(model, x, [0, 1, 2]) - E.class_scores(
+        model, np.broadcast_to(baseline, x.shape), [0, 1, 2]
+    )
+    np.testing.assert_allclose(found.sum(axis=(1, 2, 3)), gap, atol=1e-5)

@@ -12,7 +12,7 @@ method for a model and writes a readable PNG; the `save_*` functions draw maps
 computed elsewhere. `synthetic` holds two tasks with a known right explanation.
 
 Modules: `methods` (saliency, SmoothGrad, integrated gradients), `attribution` (input
-x gradient, GradientSHAP, occlusion), `cam` (Grad-CAM, Grad-CAM++, LayerCAM,
+x gradient, GradientSHAP, DeepLIFT, occlusion), `cam` (Grad-CAM, Grad-CAM++, LayerCAM,
 Score-CAM), `attention`, `metrics` (deletion, insertion, ROAD, infidelity,
 max-sensitivity, randomisation, pointing game), `compare` (ranks the methods by the
 metrics), `figures`, `api` (`explain`), `synthetic`; the
@@ -22,7 +22,12 @@ backend-specific gradient is in `_gradients` and the model replay in `_model`.
 from keras_bigmodel.explain import metrics, synthetic
 from keras_bigmodel.explain.api import METHODS, explain, pick_method
 from keras_bigmodel.explain.attention import attention_layers, attention_scores
-from keras_bigmodel.explain.attribution import gradient_shap, input_x_gradient, occlusion
+from keras_bigmodel.explain.attribution import (
+    deeplift,
+    gradient_shap,
+    input_x_gradient,
+    occlusion,
+)
 from keras_bigmodel.explain.cam import (
     CAM_METHODS,
     conv_layers,
@@ -68,6 +73,7 @@ __all__ = [
     "class_scores",
     "compare",
     "conv_layers",
+    "deeplift",
     "explain",
     "gradcam",
     "gradcam_plus_plus",

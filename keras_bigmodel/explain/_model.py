@@ -201,13 +201,21 @@ class ModelView:
         logits: Whether to explain the pre-activation of the final layer.
     """
 
-    def __init__(self, model: keras.Model, output: str | int | None = None, logits: bool = True):
+    def __init__(
+        self,
+        model: keras.Model,
+        output: str | int | None = None,
+        logits: bool = True,
+        rescale: bool = False,
+    ):
         v.check_model(model)
         v.check_bool("logits", logits)
         # Weak references: compiled functions cached per model (on JAX) keep this view,
         # and must not keep the model alive.
         self._model = weakref.ref(model)
         self.logits = logits
+        # DeepLIFT's rescale rule (see `_rescaled`): the batch is inputs then baselines.
+        self.rescale = rescale
         graph = self._graph(model)
         self._graph_ref = weakref.ref(graph) if graph is model else (lambda g=graph: g)
         if self.graph is None:
@@ -436,7 +444,7 @@ class ModelView:
 
     def cache_key(self, *parts) -> tuple:
         """What identifies a computation on this view (for the compiled-function cache)."""
-        return (self.model, (*parts, self.output_key, self.logits))
+        return (self.model, (*parts, self.output_key, self.logits, self.rescale))
 
     def _run_graph(self, graph, tensors, probes, linear):
         def operation_fn(layer):
@@ -450,7 +458,9 @@ class ModelView:
     def _call(self, layer, args, kwargs, probes, linear):
         if id(layer) in linear:
             output = self._linear_call(layer, args, kwargs, probes)
-        elif _is_model(layer) and _contains(layer, probes):
+        elif self.rescale and not _is_model(layer) and _rescalable(layer):
+            output = self._rescaled_call(layer, args, kwargs)
+        elif _is_model(layer) and (self.rescale or _contains(layer, probes)):
             output = self._run_nested(layer, args, kwargs, probes, linearize=False)
         else:
             output = layer(*args, **kwargs)
@@ -474,6 +484,14 @@ class ModelView:
             return self._run_graph(model, keras.tree.flatten(args[0]), probes, linear)
         return model(*args, **kwargs)
 
+    def _rescaled_call(self, layer, args, kwargs):
+        """`layer` with DeepLIFT's rescale rule at its activation."""
+        if isinstance(layer, keras.layers.Activation):
+            z = args[0]
+        else:
+            z = _stand_in(layer, activation=keras.activations.linear)(*args, **kwargs)
+        return _rescaled(layer.activation, z)
+
     def _linear_call(self, layer, args, kwargs, probes):
         """`layer(*args, **kwargs)` without its final activation."""
         from keras_bigmodel.layers import MultiTaskHead, TaskHead
@@ -496,6 +514,35 @@ class ModelView:
                 return layer(*args, **kwargs)
             return _stand_in(layer, activation=keras.activations.linear)(*args, **kwargs)
         return layer(*args, **kwargs)
+
+
+def _rescalable(layer) -> bool:
+    """A layer whose output is an elementwise activation of what it computes."""
+    if isinstance(layer, keras.layers.Activation):
+        return _has_nonlinear_activation(layer)
+    return _own_activation(layer) and _has_nonlinear_activation(layer)
+
+
+def _rescaled(activation, z):
+    """DeepLIFT's rescale rule (Shrikumar et al., 2017) for an elementwise activation.
+
+    The batch holds the inputs, then as many baselines. The inputs' half returns
+    `f(z0) + (z - z0) * m` with `m = (f(z) - f(z0)) / (z - z0)` held constant (the
+    derivative `f'(z)` where `|z - z0| < 1e-6`, by a central difference): its value is
+    `f(z)` and its gradient with respect to `z` is the multiplier `m`. The baselines'
+    half goes on as `f(z0)`, without gradient.
+    """
+    ops = keras.ops
+    half = z.shape[0] // 2
+    zx, z0 = z[:half], ops.stop_gradient(z[half:])
+    fx, f0 = activation(zx), ops.stop_gradient(activation(z0))
+    delta = zx - z0
+    small = ops.abs(delta) < 1e-6
+    step = ops.cast(1e-3, z.dtype)
+    slope = (activation(zx + step) - activation(zx - step)) / (2.0 * step)
+    ratio = (fx - f0) / ops.where(small, ops.ones_like(delta), delta)
+    multiplier = ops.stop_gradient(ops.where(small, slope, ratio))
+    return ops.concatenate([f0 + delta * multiplier, f0], axis=0)
 
 
 def _final_layers(tensor, model_name: str = "model") -> list:

@@ -23,6 +23,7 @@ from keras_bigmodel.explain import metrics as m
 from keras_bigmodel.explain._model import ModelView, input_kind, shown
 from keras_bigmodel.explain.attention import attention_layers, attention_scores
 from keras_bigmodel.explain.attribution import (
+    deeplift,
     gradient_shap,
     input_position,
     input_x_gradient,
@@ -47,6 +48,7 @@ ATTRIBUTION_METHODS = (
     "input_x_gradient",
     "integrated_gradients",
     "gradient_shap",
+    "deeplift",
     "occlusion",
     "gradcam",
     "gradcam++",
@@ -68,6 +70,7 @@ _LABELS = {
     "input_x_gradient": "Input x gradient",
     "integrated_gradients": "Integrated gradients",
     "gradient_shap": "GradientSHAP",
+    "deeplift": "DeepLIFT (rescale)",
     "occlusion": "Occlusion",
     "gradcam": "Grad-CAM",
     "gradcam++": "Grad-CAM++",
@@ -135,6 +138,8 @@ def attributions(
         maps = input_x_gradient(model, inputs, class_index, output=output, **options)
     elif method == "integrated_gradients":
         maps = integrated_gradients(model, inputs, class_index, output=output, **options)
+    elif method == "deeplift":
+        maps = deeplift(model, inputs, class_index, output=output, **options)
     elif method == "gradient_shap":
         options.setdefault("samples", 16)
         maps = gradient_shap(model, inputs, class_index, output=output, seed=seed, **options)
@@ -211,7 +216,7 @@ def applicable_methods(
     kinds = [input_kind(shape) for shape in view.input_shapes]
     shape = view.input_shapes[input_position(view, input)]
     found = ["saliency", "smoothgrad", "input_x_gradient", "integrated_gradients"]
-    found += ["gradient_shap", "occlusion"]
+    found += ["gradient_shap"] + (["deeplift"] if view.graph is not None else []) + ["occlusion"]
     convs = conv_layers(model) if view.graph is not None else []
     if any(len(c.output.shape) - 1 == len(shape) for c in convs):
         found += ["gradcam", "gradcam++", "layercam"]
