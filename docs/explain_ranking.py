@@ -110,9 +110,7 @@ def main(argv=None) -> dict:
                 control = kbm.explain.metrics.randomisation(
                     model, test[pick], classes, the_input, seed=seed
                 )
-                sanity.setdefault("the input itself (control)", []).append(
-                    control["mean"].tolist()
-                )
+                sanity.setdefault("the input itself (control)", []).append(control["mean"].tolist())
         model, task = _patch_cnn(seed)
         patched = task.y_test == 1
         x, truth = task.x_test[patched], synthetic.regions(task)[patched]
