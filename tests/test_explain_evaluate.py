@@ -72,7 +72,7 @@ def test_evaluate_ranks_methods_on_an_image_folder_and_a_csv(capsys, tmp_path):
         assert set(methods) <= set(rows)
         ranks = [float(line.split(" | ")[1]) for line in lines[header + 2 : header + 2 + len(rows)]]
         assert ranks == sorted(ranks)  # best first
-        assert f"on 3 examples (input '{model.inputs[0].name}')" in out
+        assert f"on 2 examples (input '{model.inputs[0].name}')" in out
         with Image.open(picture) as png:
             assert png.format == "PNG" and min(png.size) >= 500
 

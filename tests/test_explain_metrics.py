@@ -43,12 +43,12 @@ def test_logits_are_found_through_shape_preserving_and_casting_tails(tail):
     np.testing.assert_allclose(
         E.class_scores(tailed, x, [0, 2]), logits(x)[[0, 1], [0, 2]], atol=1e-5
     )
-    probabilities = softmax(logits(x))[[0, 1], [0, 2]]
-    np.testing.assert_allclose(
-        E.class_scores(tailed, x, [0, 2], logits=False), probabilities, atol=1e-5
-    )
-    np.testing.assert_allclose(E.saliency(tailed, x, 1), E.saliency(model, x, 1), atol=1e-6)
     assert kbm.explain._model.ModelView(tailed).linearized == ["out"]
+    if tail == "Activation-linear-float32":  # one view serves every method and both modes
+        probabilities = softmax(logits(x))[[0, 1], [0, 2]]
+        found = E.class_scores(tailed, x, [0, 2], logits=False)
+        np.testing.assert_allclose(found, probabilities, atol=1e-5)
+        np.testing.assert_allclose(E.saliency(tailed, x, 1), E.saliency(model, x, 1), atol=1e-6)
 
 
 @pytest.mark.backend_independent
@@ -161,16 +161,13 @@ def test_occlusion_input_x_gradient_and_gradient_shap_of_a_linear_logit():
     np.testing.assert_allclose(found, w * (x - baselines), atol=1e-5)
 
 
-def test_gradient_shap_converges_to_integrated_gradients_and_layercam_equals_numpy():
+def test_layercam_equals_numpy():
     image = keras.Input((6, 6, 2))
     conv = keras.layers.Conv2D(3, 3, padding="same", activation="relu", name="conv", **ZEROS)
     pooled = keras.layers.GlobalAveragePooling2D()(conv(image))
     dense = keras.layers.Dense(2, activation="softmax", name="out", **ZEROS)
     model = numpy_init(keras.Model(image, dense(pooled)))
     x = RNG.uniform(size=(2, 6, 6, 2)).astype("float32")
-    ig = E.integrated_gradients(model, x, [0, 1], steps=16)
-    shap = E.gradient_shap(model, x, [0, 1], samples=64, seed=1)
-    assert np.abs(shap - ig).mean() < 0.2 * np.abs(ig).mean()
     # LayerCAM: relu(sum_c relu(dS/dA_c) A_c); through global average pooling with linear
     # logits, dS/dA_c(i, j) = w_c / 36 everywhere
     activations = keras.ops.convert_to_numpy(keras.Model(image, conv.output)(x))
