@@ -462,7 +462,8 @@ def save_metric_curves(curves: dict, path, model_name: str = "model", examples: 
         ax.tick_params(labelsize=8)
         if k % ncols == 0:
             ax.set_ylabel("class score (output)", fontsize=9)
-        if k // ncols == nrows - 1:
+        if k + ncols >= len(methods):  # the lowest panel of its column
+            ax.xaxis.set_tick_params(labelbottom=True)
             ax.set_xlabel("fraction of units removed / inserted", fontsize=9)
     for k in range(len(methods), nrows * ncols):
         grid[k // ncols][k % ncols].set_visible(False)
