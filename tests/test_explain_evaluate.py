@@ -39,7 +39,7 @@ def _table_model():
     return numpy_init(keras.Model(features, out, name="table"))
 
 
-@pytest.mark.once
+@pytest.mark.once  # the command's plumbing, once; compare and the metrics run on every backend
 def test_evaluate_ranks_methods_on_an_image_folder_and_a_csv(capsys, tmp_path):
     x, y = digits_subset(per_class=2)
     folder = write_image_folder(tmp_path / "images", x, y, NAMES)
