@@ -60,7 +60,7 @@ def test_evaluate_ranks_methods_on_an_image_folder_and_a_csv(capsys, tmp_path):
             "--out",
             picture,
             "--samples",
-            "3",
+            "2",
             "--evaluate",
         )
         assert code == 0 and err == "", err
