@@ -273,3 +273,19 @@ def test_deeplift_adds_up_to_the_change_of_the_logit():
         model, np.broadcast_to(baseline, x.shape), [0, 1, 2]
     )
     np.testing.assert_allclose(found.sum(axis=(1, 2, 3)), gap, atol=1e-5)
+
+
+@pytest.mark.backend_independent
+def test_bad_arguments_name_the_type_and_shape_not_the_values():
+    model, _ = _linear_image_model()
+    x = np.full((2, 4, 4, 2), 0.123456, "float32")
+    message = (
+        r"`output` must be None, an output's name \(str\) or index \(int\); pick_method "
+        r"looks at the model only and takes no inputs. Received: output=ndarray of shape "
+        r"\(2, 4, 4, 2\) and dtype float32$"
+    )
+    with pytest.raises(TypeError, match=message):
+        E.pick_method(model, x)
+    with pytest.raises(ValueError, match=r"class_index=ndarray of shape \(2, 4, 4, 2\)") as error:
+        E.saliency(model, x, x)
+    assert "0.123" not in str(error.value)
