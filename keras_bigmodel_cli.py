@@ -422,6 +422,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="examples to explain (at most 32), taken from each class in turn",
     )
+    p.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="rank the methods that apply to the model by faithfulness and robustness "
+        "metrics (deletion, insertion, ROAD, infidelity, max-sensitivity) on these examples; "
+        "print the table and draw each method's deletion and insertion curves into --out",
+    )
 
     p = command(
         "verify", "reload a model in safe mode and check that its predictions are unchanged"

@@ -5,31 +5,13 @@ against the same weights nested or Sequential, and attention recomputed from the
 import keras
 import numpy as np
 import pytest
+from explain_helpers import ZEROS, build_tiny, inputs_for, numpy_init
 from harness import to_numpy
-from test_explain_presets import build_tiny, inputs_for
 
 import keras_bigmodel as kbm
 
 RNG = np.random.default_rng(0)
 E = kbm.explain
-# Test models start from zeros and get NumPy weights (`numpy_init`): the same on every
-# backend, and no random kernel for JAX to compile per weight shape.
-ZEROS = {"kernel_initializer": "zeros"}
-
-
-def numpy_init(model, seed=0):
-    """Glorot-uniform kernels and small biases from a NumPy generator."""
-    rng = np.random.default_rng(seed)
-    weights = []
-    for w in model.get_weights():
-        if w.ndim == 1:
-            weights.append(rng.uniform(-0.1, 0.1, w.shape).astype("float32"))
-        else:
-            fan_in, fan_out = np.prod(w.shape[:-1]), w.shape[-1]
-            limit = np.sqrt(6.0 / (fan_in + fan_out))
-            weights.append(rng.uniform(-limit, limit, w.shape).astype("float32"))
-    model.set_weights(weights)
-    return model
 
 
 def _normalize(maps):

@@ -1,7 +1,10 @@
 """The same maps on TensorFlow, JAX and PyTorch: every zoo preset (tiny) and a nested
 model are saved once with their inputs; one process per backend reloads them and
-computes saliency, SmoothGrad, integrated gradients, Grad-CAM, Grad-CAM++ and attention;
-the maps must agree with TensorFlow's within 1e-4."""
+computes saliency, SmoothGrad, integrated gradients, Grad-CAM, Grad-CAM++ and attention,
+on the cnn and attention_rnn presets input x gradient, GradientSHAP, DeepLIFT and occlusion, and
+on the cnn LayerCAM, deletion, insertion and infidelity (the other metrics are checked
+against NumPy on every backend in test_explain_metrics.py); the results must agree with
+TensorFlow's within 1e-4."""
 
 import json
 import os
@@ -18,7 +21,7 @@ BACKENDS = ("jax", "torch")
 
 def _nested_model():
     import keras
-    from test_explain import ZEROS, numpy_init
+    from explain_helpers import ZEROS, numpy_init
 
     backbone = keras.Sequential(
         [keras.Input((8, 8, 1)), keras.layers.Conv2D(3, 3, activation="relu", **ZEROS)],
@@ -35,7 +38,7 @@ def _nested_model():
 
 def save_cases(directory: str) -> None:
     """Writes `<case>.keras`, `<case>.npz` (inputs) and `cases.json` (what to compute)."""
-    from test_explain_presets import build_tiny, explained_output, inputs_for
+    from explain_helpers import build_tiny, explained_output, inputs_for
 
     import keras_bigmodel as kbm
     import zoo
@@ -96,10 +99,31 @@ def compute(directory: str) -> dict:
                 maps[method] = explain.gradcam(model, feed, classes, output=output, method=method)
         if len(explain.attention_layers(model)) == 1:
             maps["attention"] = explain.attention_scores(model, feed)
+        if name in ("cnn", "attention_rnn"):
+            maps.update(_new_methods_and_metrics(explain, model, feed, classes, name == "cnn"))
         for method, value in maps.items():
             for key, array in value.items() if isinstance(value, dict) else [("", value)]:
                 results[f"{name}/{method}/{key}"] = np.asarray(array)
     return results
+
+
+def _new_methods_and_metrics(explain, model, x, classes, with_metrics) -> dict:
+    metrics = explain.metrics
+    found = {
+        "input_x_gradient": explain.input_x_gradient(model, x, classes),
+        "gradient_shap": explain.gradient_shap(model, x, classes, samples=3, seed=0),
+        "occlusion": explain.occlusion(model, x, classes, window=2),
+        "deeplift": explain.deeplift(model, x, classes),
+    }
+    if not with_metrics:
+        return found
+    found["layercam"] = explain.layercam(model, x, classes)
+    maps = found["input_x_gradient"]
+    for kind in ("deletion", "insertion"):
+        result = getattr(metrics, kind)(model, x, classes, maps, steps=3)
+        found[kind] = np.concatenate([result["scores"], result["auc"][:, None]], axis=1)
+    found["infidelity"] = metrics.infidelity(model, x, classes, maps, samples=2, scale=0.05)
+    return found
 
 
 def worker(directory: str, backend: str) -> None:

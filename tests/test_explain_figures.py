@@ -7,8 +7,8 @@ import keras
 import matplotlib
 import numpy as np
 import pytest
+from explain_helpers import build_tiny, inputs_for
 from PIL import Image
-from test_explain_presets import build_tiny, inputs_for
 
 import keras_bigmodel as kbm
 from keras_bigmodel.explain import figures

@@ -2,76 +2,15 @@
 completeness) and, where the preset has a convolution, Grad-CAM. The cases come from the
 registry (`zoo.list_presets()`), built small."""
 
-import functools
-
 import keras
 import numpy as np
 import pytest
+from explain_helpers import build_tiny, explained_output, feed_for, inputs_for
 
 import keras_bigmodel as kbm
 import zoo
 
 E = kbm.explain
-
-
-def tiny_overrides(name: str) -> dict:
-    """Small versions of a preset's config: shapes of a few steps or pixels, few units.
-    Derived from the registered config, so a new preset is covered without editing this."""
-    overrides = {}
-    for key, value in zoo.describe(name)["config"].items():
-        if key.endswith("shape") and isinstance(value, (tuple, list)):
-            overrides[key] = {3: (8, 8, 1), 2: (5, 3), 1: (6,)}.get(len(value), value)
-        elif ("units" in key or "filters" in key or key.endswith("_dim")) and not isinstance(
-            value, bool
-        ):
-            if isinstance(value, int) and value > 4:
-                overrides[key] = 4
-            elif (
-                isinstance(value, (tuple, list))
-                and value
-                and all(isinstance(u, int) for u in value)
-            ):
-                overrides[key] = tuple(min(u, 4) for u in value)
-    return overrides
-
-
-@functools.cache
-def build_tiny(name: str, seed: int = 0, **extra) -> keras.Model:
-    """The tiny preset, built once per process and shared by the explain tests (the
-    functions under test never change a model; on JAX this saves a build and the
-    compiled explanations of identical calls)."""
-    keras.utils.set_random_seed(seed)
-    try:
-        return zoo.build(name, **{**tiny_overrides(name), **extra})
-    except (ValueError, TypeError):  # an override the preset refuses: its defaults then
-        return zoo.build(name, **extra)
-
-
-def inputs_for(model: keras.Model, batch: int = 2, seed: int = 0) -> list:
-    rng = np.random.default_rng(seed)
-    arrays = []
-    for tensor in model.inputs:
-        shape = (batch,) + tuple(5 if d is None else d for d in tensor.shape[1:])
-        if "int" in str(tensor.dtype):
-            arrays.append(rng.integers(1, 4, size=shape).astype(str(tensor.dtype)))
-        else:
-            arrays.append(rng.uniform(size=shape).astype("float32"))
-    return arrays
-
-
-def explained_output(model: keras.Model):
-    output = model.output
-    if isinstance(output, dict):
-        return min(output)
-    if isinstance(output, (list, tuple)) and len(output) > 1:
-        return 0
-    return None
-
-
-def feed_for(model, arrays):
-    if isinstance(model.input, dict):
-        return dict(zip(sorted(model.input), arrays))
-    return arrays if len(arrays) > 1 else arrays[0]
 
 
 @pytest.mark.parametrize("name", zoo.list_presets())

@@ -8,7 +8,7 @@ import warnings
 import keras
 import numpy as np
 import pytest
-from test_explain_presets import build_tiny, inputs_for
+from explain_helpers import build_tiny, inputs_for
 
 import keras_bigmodel as kbm
 

@@ -1,6 +1,9 @@
 """`explain MODEL --data PATH --out FILE.png`: what the model looks at, for a few
 examples taken from each class in turn, drawn by `keras_bigmodel.explain.explain`
-(which picks Grad-CAM, saliency, integrated gradients or attention for the model)."""
+(which picks Grad-CAM, saliency, integrated gradients or attention for the model).
+With `--evaluate`, the methods that apply to the model are ranked instead by
+`keras_bigmodel.explain.compare` on those examples: a table on stdout and the
+deletion / insertion curves per method in the PNG."""
 
 from __future__ import annotations
 
@@ -62,6 +65,9 @@ def run_explain(args, out) -> None:
         labels = dataset.sparse_labels()[task]
     chosen = pick_examples(labels, min(args.samples, len(dataset)))
     inputs = view.model_inputs(dataset.take(chosen))
+    if getattr(args, "evaluate", False):
+        _evaluate(model, inputs, output, loaded, dataset, len(chosen), args.out, out)
+        return
     say(
         out,
         f"explaining {len(chosen)} examples"
@@ -92,3 +98,30 @@ def run_explain(args, out) -> None:
                 shown = f"{names[task][labels[chosen[i]]]}->{shown}"
             pairs.append(shown)
         say(out, ("true->predicted: " if labels is not None else "predicted: ") + ", ".join(pairs))
+
+
+def _evaluate(model, inputs, output, loaded, dataset, count, path, out) -> None:
+    """Ranks the methods on the chosen examples: a table, and the curves in `path`."""
+    from keras_bigmodel.explain._model import ModelView
+
+    view = ModelView(model, output=output, logits=False)
+    floats = view.float_inputs()
+    if not floats:
+        raise CommandError(
+            f"--evaluate perturbs a float input, and {loaded.label} has only integer inputs"
+        )
+    name = view.input_names[floats[0]]
+    methods = kbm.explain.applicable_methods(model, output, name)
+    say(
+        out,
+        f"evaluating {len(methods)} methods on {count} examples (input '{name}') ...",
+    )
+    result = kbm.explain.compare(
+        model, inputs, output=output, input=name, path=path, model_name=loaded.name
+    )
+    say(out, result["table"])
+    best = result["rows"][0]["method"]
+    say(
+        out,
+        f"best by mean rank: {best}; curves of {count} examples from {dataset.source} -> {path}",
+    )

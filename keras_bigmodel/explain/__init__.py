@@ -11,20 +11,38 @@ vectors. `attention_scores` reads an `AttentionLayer`'s weights. `explain` picks
 method for a model and writes a readable PNG; the `save_*` functions draw maps
 computed elsewhere. `synthetic` holds two tasks with a known right explanation.
 
-Modules: `methods` (saliency, SmoothGrad, integrated gradients), `cam` (Grad-CAM,
-Grad-CAM++, Score-CAM), `attention`, `figures`, `api` (`explain`), `synthetic`; the
+Modules: `methods` (saliency, SmoothGrad, integrated gradients), `attribution` (input
+x gradient, GradientSHAP, DeepLIFT, occlusion), `cam` (Grad-CAM, Grad-CAM++, LayerCAM,
+Score-CAM), `attention`, `metrics` (deletion, insertion, ROAD, infidelity,
+max-sensitivity, randomisation, pointing game), `compare` (ranks the methods by the
+metrics), `figures`, `api` (`explain`), `synthetic`; the
 backend-specific gradient is in `_gradients` and the model replay in `_model`.
 """
 
-from keras_bigmodel.explain import synthetic
+from keras_bigmodel.explain import metrics, synthetic
 from keras_bigmodel.explain.api import METHODS, explain, pick_method
 from keras_bigmodel.explain.attention import attention_layers, attention_scores
+from keras_bigmodel.explain.attribution import (
+    deeplift,
+    gradient_shap,
+    input_x_gradient,
+    occlusion,
+)
 from keras_bigmodel.explain.cam import (
     CAM_METHODS,
     conv_layers,
     gradcam,
     gradcam_plus_plus,
+    layercam,
     scorecam,
+)
+from keras_bigmodel.explain.compare import (
+    ATTRIBUTION_METHODS,
+    METRICS,
+    applicable_methods,
+    attributions,
+    compare,
+    save_metric_curves,
 )
 from keras_bigmodel.explain.figures import (
     METHOD_LABELS,
@@ -42,23 +60,35 @@ from keras_bigmodel.explain.methods import (
 )
 
 __all__ = [
+    "ATTRIBUTION_METHODS",
     "CAM_METHODS",
     "METHODS",
     "METHOD_LABELS",
+    "METRICS",
+    "applicable_methods",
     "attention_layers",
     "attention_scores",
     "attribution_map",
+    "attributions",
     "class_scores",
+    "compare",
     "conv_layers",
+    "deeplift",
     "explain",
     "gradcam",
     "gradcam_plus_plus",
+    "gradient_shap",
+    "input_x_gradient",
     "integrated_gradients",
+    "layercam",
+    "metrics",
+    "occlusion",
     "pick_method",
     "saliency",
     "save_attention_plot",
     "save_feature_bars",
     "save_heatmap",
+    "save_metric_curves",
     "save_sequence_map",
     "scorecam",
     "smoothgrad",

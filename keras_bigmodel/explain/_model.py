@@ -33,7 +33,21 @@ import numpy as np
 from keras_bigmodel import _compat
 from keras_bigmodel import validation as v
 
-__all__ = ["ModelView", "Probe", "normalize", "reduce_channels"]
+__all__ = ["ModelView", "Probe", "normalize", "reduce_channels", "shown"]
+
+
+def shown(value) -> str:
+    """A value as an error message shows it: arrays and tensors by type, shape and dtype
+    (never their contents), anything else by a repr cut at 80 characters."""
+    shape = getattr(value, "shape", None)
+    if shape is not None and not isinstance(value, (str, bytes)):
+        dtype = getattr(value, "dtype", "?")
+        return f"{type(value).__name__} of shape {tuple(shape)} and dtype {dtype}"
+    if isinstance(value, (list, tuple)) and len(value) > 8:
+        return f"{type(value).__name__} of {len(value)} items"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
 
 # tf-keras-vis's normalization: (m - min) / (max - min + K.epsilon()) per example.
 _EPSILON = 1e-7
@@ -121,7 +135,56 @@ def _has_nonlinear_activation(layer) -> bool:
 
 
 def _passthrough(layer) -> bool:
-    return isinstance(layer, keras.layers.Concatenate)
+    """A concatenation: the linearization goes on to the layers it joins."""
+    from keras_bigmodel.layers import Fusion
+
+    if isinstance(layer, keras.layers.Concatenate):
+        return True
+    return isinstance(layer, Fusion) and layer.mode == "concat" and not layer.projections
+
+
+# Layers whose output equals their input at inference (up to shape and dtype).
+_TRANSPARENT_LAYERS = tuple(
+    getattr(keras.layers, name)
+    for name in (
+        "Reshape",
+        "Flatten",
+        "Permute",
+        "Identity",
+        "Dropout",
+        "SpatialDropout1D",
+        "SpatialDropout2D",
+        "SpatialDropout3D",
+        "GaussianDropout",
+        "GaussianNoise",
+        "AlphaDropout",
+        "ActivityRegularization",
+    )
+    if hasattr(keras.layers, name)
+)
+# keras.ops operations (functional-API calls such as keras.ops.cast(x, "float32")) that
+# do the same; named by class, as the classes are private to Keras.
+_TRANSPARENT_OPS = frozenset({"Cast", "Reshape", "Squeeze", "ExpandDims", "Identity", "Copy"})
+_ACTIVATION_OPS = frozenset({"Softmax", "Sigmoid", "LogSoftmax"})
+
+
+def _keras_op_name(operation) -> str | None:
+    kind = type(operation)
+    if isinstance(operation, keras.layers.Layer) or not kind.__module__.startswith("keras."):
+        return None
+    return kind.__name__
+
+
+def _activation_op(operation) -> bool:
+    return _keras_op_name(operation) in _ACTIVATION_OPS
+
+
+def _transparent(layer) -> bool:
+    if isinstance(layer, _TRANSPARENT_LAYERS):
+        return True
+    if isinstance(layer, keras.layers.Activation):
+        return layer.activation is keras.activations.linear
+    return _keras_op_name(layer) in _TRANSPARENT_OPS
 
 
 def _is_model(layer) -> bool:
@@ -138,13 +201,21 @@ class ModelView:
         logits: Whether to explain the pre-activation of the final layer.
     """
 
-    def __init__(self, model: keras.Model, output: str | int | None = None, logits: bool = True):
+    def __init__(
+        self,
+        model: keras.Model,
+        output: str | int | None = None,
+        logits: bool = True,
+        rescale: bool = False,
+    ):
         v.check_model(model)
         v.check_bool("logits", logits)
         # Weak references: compiled functions cached per model (on JAX) keep this view,
         # and must not keep the model alive.
         self._model = weakref.ref(model)
         self.logits = logits
+        # DeepLIFT's rescale rule (see `_rescaled`): the batch is inputs then baselines.
+        self.rescale = rescale
         graph = self._graph(model)
         self._graph_ref = weakref.ref(graph) if graph is model else (lambda g=graph: g)
         if self.graph is None:
@@ -170,7 +241,7 @@ class ModelView:
         self.output_key, tensor = self._select_output(self.graph, output)
         self.output_shape = tuple(tensor.shape)
         self.num_classes = 1 if len(tensor.shape) == 1 else tensor.shape[-1]
-        final = _final_layers(tensor) if logits else []
+        final = _final_layers(tensor, model.name) if logits else []
         self._linear_layers = {id(layer) for layer in final}
         # Names of the layers explained without their final activation.
         self.linearized = [layer.name for layer in final]
@@ -223,7 +294,7 @@ class ModelView:
                 )
             if not isinstance(output, str) or output not in structure:
                 raise ValueError(
-                    f"`output` must be one of {sorted(structure)}. Received: output={output!r}"
+                    f"`output` must be one of {sorted(structure)}. Received: output={shown(output)}"
                 )
             return output, structure[output]
         if isinstance(structure, (list, tuple)):
@@ -237,13 +308,13 @@ class ModelView:
             ):
                 raise ValueError(
                     f"Model '{name}' has {len(structure)} outputs; pick one with "
-                    f"output=<index> in [0, {len(structure)}). Received: output={output!r}"
+                    f"output=<index> in [0, {len(structure)}). Received: output={shown(output)}"
                 )
             return int(output), structure[output]
         if output is not None:
             raise ValueError(
                 f"Model '{name}' has a single output; `output` must be None. "
-                f"Received: output={output!r}"
+                f"Received: output={shown(output)}"
             )
         return None, structure
 
@@ -332,7 +403,7 @@ class ModelView:
         ):
             raise ValueError(
                 f"`class_index` must be an integer in {bound} or a list of {batch} of them "
-                f"(one per example). Received: class_index={class_index!r}"
+                f"(one per example). Received: class_index={shown(class_index)}"
             )
         return np.asarray(values, dtype="int32")
 
@@ -373,7 +444,7 @@ class ModelView:
 
     def cache_key(self, *parts) -> tuple:
         """What identifies a computation on this view (for the compiled-function cache)."""
-        return (self.model, (*parts, self.output_key, self.logits))
+        return (self.model, (*parts, self.output_key, self.logits, self.rescale))
 
     def _run_graph(self, graph, tensors, probes, linear):
         def operation_fn(layer):
@@ -387,7 +458,9 @@ class ModelView:
     def _call(self, layer, args, kwargs, probes, linear):
         if id(layer) in linear:
             output = self._linear_call(layer, args, kwargs, probes)
-        elif _is_model(layer) and _contains(layer, probes):
+        elif self.rescale and not _is_model(layer) and _rescalable(layer):
+            output = self._rescaled_call(layer, args, kwargs)
+        elif _is_model(layer) and (self.rescale or _contains(layer, probes)):
             output = self._run_nested(layer, args, kwargs, probes, linearize=False)
         else:
             output = layer(*args, **kwargs)
@@ -399,28 +472,34 @@ class ModelView:
         if isinstance(model, keras.Sequential):
             x = args[0]
             layers = model.layers
-            for i, layer in enumerate(layers):
-                linear = {id(layer)} if linearize and i == len(layers) - 1 else set()
-                x = self._call(layer, (x,), {}, probes, linear)
+            final = {id(f) for f in _sequential_final(layers, model.name)} if linearize else set()
+            for layer in layers:
+                x = self._call(layer, (x,), {}, probes, final)
             return x
         if _compat.is_functional(model):
             linear = set()
             if linearize:
                 for tensor in model.outputs:
-                    linear |= {id(layer) for layer in _final_layers(tensor)}
+                    linear |= {id(layer) for layer in _final_layers(tensor, model.name)}
             return self._run_graph(model, keras.tree.flatten(args[0]), probes, linear)
         return model(*args, **kwargs)
+
+    def _rescaled_call(self, layer, args, kwargs):
+        """`layer` with DeepLIFT's rescale rule at its activation."""
+        if isinstance(layer, keras.layers.Activation):
+            z = args[0]
+        else:
+            z = _stand_in(layer, activation=keras.activations.linear)(*args, **kwargs)
+        return _rescaled(layer.activation, z)
 
     def _linear_call(self, layer, args, kwargs, probes):
         """`layer(*args, **kwargs)` without its final activation."""
         from keras_bigmodel.layers import MultiTaskHead, TaskHead
 
-        if isinstance(layer, (keras.layers.Activation, keras.layers.Softmax)):
+        if isinstance(layer, (keras.layers.Activation, keras.layers.Softmax)) or _activation_op(
+            layer
+        ):
             return args[0]
-        if isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense)):
-            if not _has_nonlinear_activation(layer):
-                return layer(*args, **kwargs)
-            return _stand_in(layer, activation=keras.activations.linear)(*args, **kwargs)
         if isinstance(layer, TaskHead):
             head = _head_output(layer)
             linear = _Linear(getattr(layer, head), self)
@@ -430,12 +509,51 @@ class ModelView:
             return _stand_in(layer, heads=heads)(*args, **kwargs)
         if _is_model(layer):
             return self._run_nested(layer, args, kwargs, probes, linearize=True)
+        if _own_activation(layer):
+            if not _has_nonlinear_activation(layer):
+                return layer(*args, **kwargs)
+            return _stand_in(layer, activation=keras.activations.linear)(*args, **kwargs)
         return layer(*args, **kwargs)
 
 
-def _final_layers(tensor) -> list:
-    """The layers whose activation the output `tensor` goes through last (looking through
-    concatenations to the layers they join)."""
+def _rescalable(layer) -> bool:
+    """A layer whose output is an elementwise activation of what it computes."""
+    if isinstance(layer, keras.layers.Activation):
+        return _has_nonlinear_activation(layer)
+    return _own_activation(layer) and _has_nonlinear_activation(layer)
+
+
+def _rescaled(activation, z):
+    """DeepLIFT's rescale rule (Shrikumar et al., 2017) for an elementwise activation.
+
+    The batch holds the inputs, then as many baselines. The inputs' half returns
+    `f(z0) + (z - z0) * m` with `m = (f(z) - f(z0)) / (z - z0)` held constant (the
+    derivative `f'(z)` where `|z - z0| < 1e-6`, by a central difference): its value is
+    `f(z)` and its gradient with respect to `z` is the multiplier `m`. The baselines'
+    half goes on as `f(z0)`, without gradient.
+    """
+    ops = keras.ops
+    half = z.shape[0] // 2
+    zx, z0 = z[:half], ops.stop_gradient(z[half:])
+    fx, f0 = activation(zx), ops.stop_gradient(activation(z0))
+    delta = zx - z0
+    small = ops.abs(delta) < 1e-6
+    step = ops.cast(1e-3, z.dtype)
+    slope = (activation(zx + step) - activation(zx - step)) / (2.0 * step)
+    ratio = (fx - f0) / ops.where(small, ops.ones_like(delta), delta)
+    multiplier = ops.stop_gradient(ops.where(small, slope, ratio))
+    return ops.concatenate([f0 + delta * multiplier, f0], axis=0)
+
+
+def _final_layers(tensor, model_name: str = "model") -> list:
+    """The layers (or operations) whose activation the output `tensor` goes through last.
+
+    The walk goes back from the output through layers that leave the values unchanged at
+    inference (`Reshape`, `Flatten`, `Identity`, `Dropout`, a linear `Activation` such as
+    the float32 cast of mixed precision, `keras.ops.cast` ...) and through
+    concatenations to the layers they join. It stops at a layer it can linearize; any
+    other layer on the way is refused, by name, rather than explained as if linearized.
+    """
     found, pending = [], [tensor]
     while pending:
         layer = _compat.producer(pending.pop())
@@ -443,9 +561,76 @@ def _final_layers(tensor) -> list:
             continue
         if _passthrough(layer):
             pending.extend(keras.tree.flatten(layer.input))
+        elif _transparent(layer):
+            pending.extend(_op_inputs(layer))
         else:
+            _check_linearizable(layer, model_name)
             found.append(layer)
     return found
+
+
+def _op_inputs(layer) -> list:
+    try:
+        return keras.tree.flatten(layer.input)
+    except (AttributeError, ValueError):
+        # a keras.ops operation: its inbound node's input tensors
+        node = layer._inbound_nodes[0]
+        return list(node.input_tensors)
+
+
+def _sequential_final(layers: list, model_name: str) -> list:
+    """The last layer of a Sequential that `_final_layers` would stop at."""
+    for layer in reversed(layers):
+        if not _transparent(layer):
+            _check_linearizable(layer, model_name)
+            return [layer]
+    return []
+
+
+def _check_linearizable(layer, model_name: str) -> None:
+    if _linearizable(layer):
+        return
+    kind = type(layer).__name__
+    why = (
+        "a Lambda layer runs a Python function kbm.explain cannot see into"
+        if isinstance(layer, keras.layers.Lambda)
+        else "kbm.explain knows no way to call it without a final activation"
+    )
+    raise ValueError(
+        f"The output of model '{model_name}' cannot be linearized to explain logits: it goes "
+        f"through layer '{layer.name}' ({kind}) and {why}. Pass logits=False to explain the "
+        f"outputs as they are, or explain a model that ends at its last Dense (or "
+        f"Activation/Softmax) layer"
+    )
+
+
+def _linearizable(layer) -> bool:
+    from keras_bigmodel.layers import MultiTaskHead, TaskHead
+
+    if isinstance(layer, keras.layers.Lambda):
+        return False
+    if isinstance(
+        layer,
+        (
+            keras.layers.Activation,
+            keras.layers.Softmax,
+            keras.layers.Dense,
+            keras.layers.EinsumDense,
+            TaskHead,
+            MultiTaskHead,
+            keras.Model,
+        ),
+    ):
+        return True
+    if _activation_op(layer):
+        return True
+    # Any other layer with an `activation` argument (Conv2D, ...) is called with it linear.
+    return _own_activation(layer)
+
+
+def _own_activation(layer) -> bool:
+    """A layer holding its `activation` itself (not an LSTM's property of its cell)."""
+    return isinstance(layer, keras.layers.Layer) and "activation" in vars(layer)
 
 
 def _contains(model, probes: dict) -> bool:

@@ -13,7 +13,7 @@ import numpy as np
 from keras_bigmodel import validation as v
 from keras_bigmodel.explain import figures
 from keras_bigmodel.explain._gradients import evaluate
-from keras_bigmodel.explain._model import ModelView, input_kind
+from keras_bigmodel.explain._model import ModelView, input_kind, shown
 from keras_bigmodel.explain.attention import attention_layers, attention_scores
 from keras_bigmodel.explain.cam import conv_layers, gradcam
 from keras_bigmodel.explain.methods import (
@@ -287,12 +287,23 @@ def pick_method(model: keras.Model, output: str | int | None = None) -> str:
     Returns:
         `"attention"`, `"gradcam"`, `"saliency"` or `"integrated_gradients"`.
 
+    Raises:
+        TypeError: `model` is not a `keras.Model`, or `output` is neither None, a
+            name nor an index (e.g. an input array: `pick_method` takes no inputs).
+        ValueError: `output` names no output of the model.
+
     Example:
 
     ```python
     kbm.explain.pick_method(zoo.build("cnn"))             # 'gradcam'
     ```
     """
+    v.check_model(model)
+    if output is not None and (isinstance(output, bool) or not isinstance(output, (str, int))):
+        raise TypeError(
+            f"`output` must be None, an output's name (str) or index (int); pick_method "
+            f"looks at the model only and takes no inputs. Received: output={shown(output)}"
+        )
     view = ModelView(model, output=output, logits=False)
     return _auto(model, view, [input_kind(shape) for shape in view.input_shapes])
 

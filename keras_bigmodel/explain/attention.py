@@ -1,9 +1,12 @@
 """Attention maps: the weights an `AttentionLayer` gives each time step, on every backend.
 
-The model runs once, eagerly, in inference mode, and the chosen layer hands over the
-weights it computed (its mask applied) through its `score_sink` attribute, which is
-set for that one forward pass only. That reaches layers nested anywhere, including an
-`AttentionLayer` inside a `Fusion` layer, which is no node of the model's graph.
+The model's graph is replayed once, eagerly, in inference mode (as `ModelView` does),
+and the node of the chosen layer is called with `return_attention_scores=True`: it
+hands back the weights it computed, its mask applied, through its public call
+argument. Nested models are replayed the same way; an `AttentionLayer` inside a
+`Fusion` layer (mode `"attention"`), which is no node of any graph, is reached by
+calling that `Fusion` node with `return_weights=True`. The layer itself knows nothing
+of explanations.
 """
 
 from __future__ import annotations
@@ -86,30 +89,66 @@ def attention_scores(model: keras.Model, inputs, layer: str | None = None) -> np
             raise ValueError(f"`layer` must be one of {names}. Received: layer={layer!r}")
         target = matches[0]
     view = ModelView(model, output=_any_output(model), logits=False)
+    if view.graph is None:
+        raise ValueError(
+            f"Model '{model.name}' is subclassed: attention_scores replays a model's layers to "
+            f"ask its AttentionLayer for its weights; build it as a functional or Sequential "
+            f"model, or call the layer with return_attention_scores=True yourself"
+        )
     arrays = view.arrays(inputs)
-    as_dict = view.graph is not None and isinstance(view.graph.input, dict)
-    model_ref = weakref.ref(model)  # the compiled forward pass is cached per model (JAX)
+    graph_ref = weakref.ref(view.graph)  # the compiled forward pass is cached per model (JAX)
+    model_name = model.name
 
     def forward(tensors):
-        feed = (
-            dict(zip(view.input_names, tensors))
-            if as_dict
-            else (tensors if len(tensors) > 1 else tensors[0])
-        )
-        sink: list = []
-        object.__setattr__(target, "score_sink", sink)
-        try:
-            model_ref()(feed, training=False)
-        finally:
-            object.__setattr__(target, "score_sink", None)
-        if len(sink) != 1:
+        found: list = []
+        _replay(graph_ref(), list(tensors), target, found)
+        if len(found) != 1:
             raise ValueError(
-                f"AttentionLayer '{target.name}' ran {len(sink)} times in one forward pass of "
-                f"'{model_ref().name}'; attention_scores needs a layer that runs once"
+                f"AttentionLayer '{target.name}' ran {len(found)} times in one forward pass of "
+                f"'{model_name}'; attention_scores needs a layer that runs exactly once"
             )
-        return sink[0]
+        return found[0]
 
     return evaluate(forward, arrays, cache=(model, ("attention", id(target))))
+
+
+def _holds(layer, target) -> bool:
+    return any(inner is target for inner in _compat.all_layers(layer, include_self=False))
+
+
+def _replay(graph, tensors: list, target, found: list):
+    """Runs `graph` on `tensors`, collecting the weights of `target` into `found`."""
+
+    def operation_fn(layer):
+        return lambda *args, **kwargs: _dispatch(layer, args, kwargs, target, found)
+
+    return _compat.run_graph(graph, tensors, operation_fn)
+
+
+def _dispatch(layer, args, kwargs, target, found):
+    from keras_bigmodel.layers import Fusion
+
+    if layer is target:
+        output, scores = layer(*args, **{**kwargs, "return_attention_scores": True})
+        found.append(scores)
+        return output
+    if isinstance(layer, Fusion) and getattr(layer, "attention", None) is target:
+        output, weights = layer(*args, **{**kwargs, "return_weights": True})
+        found.append(weights)
+        return output
+    if isinstance(layer, keras.Model) and _holds(layer, target):
+        if isinstance(layer, keras.Sequential):
+            x = args[0]
+            for inner in layer.layers:
+                x = _dispatch(inner, (x,), {}, target, found)
+            return x
+        if _compat.is_functional(layer):
+            return _replay(layer, keras.tree.flatten(args[0]), target, found)
+        raise ValueError(
+            f"AttentionLayer '{target.name}' sits inside the subclassed model '{layer.name}', "
+            f"whose layers cannot be replayed; attention_scores cannot reach it"
+        )
+    return layer(*args, **kwargs)
 
 
 def _any_output(model):

@@ -18,9 +18,9 @@ from keras_bigmodel import validation as v
 from keras_bigmodel.explain._gradients import evaluate, value_and_gradients
 from keras_bigmodel.explain._model import ModelView, Probe, normalize
 
-__all__ = ["CAM_METHODS", "conv_layers", "gradcam", "gradcam_plus_plus", "scorecam"]
+__all__ = ["CAM_METHODS", "conv_layers", "gradcam", "gradcam_plus_plus", "layercam", "scorecam"]
 
-CAM_METHODS = ("gradcam", "gradcam++", "scorecam")
+CAM_METHODS = ("gradcam", "gradcam++", "layercam", "scorecam")
 
 _CONV_TYPES = tuple(
     getattr(keras.layers, name)
@@ -167,7 +167,7 @@ def gradcam(
         class_index: One integer for all examples or one per example.
         layer: The convolutional layer (name or layer object); defaults to the last one.
         output: For several outputs, the output's name (dict) or index (list).
-        method: `"gradcam"`, `"gradcam++"` or `"scorecam"`.
+        method: `"gradcam"`, `"gradcam++"`, `"layercam"` or `"scorecam"`.
         logits: Explain the logits (default) or the model's outputs as they are.
 
     Returns:
@@ -182,7 +182,8 @@ def gradcam(
 
     References:
         Selvaraju et al., "Grad-CAM", ICCV 2017; Chattopadhay et al., "Grad-CAM++",
-        WACV 2018; Wang et al., "Score-CAM", CVPR workshops 2020.
+        WACV 2018; Jiang et al., "LayerCAM", IEEE TIP 2021; Wang et al., "Score-CAM",
+        CVPR workshops 2020.
 
     Example:
 
@@ -209,6 +210,9 @@ def gradcam(
         if method == "gradcam":
             weights = grads.mean(axis=axes, keepdims=True)
             cam = np.maximum((activation * weights).sum(axis=-1), 0.0)
+        elif method == "layercam":
+            # LayerCAM: every position weighs its channels by its own positive gradient.
+            cam = np.maximum((activation * np.maximum(grads, 0.0)).sum(axis=-1), 0.0)
         else:
             cam = _gradcam_plus_plus(activation, grads, axes)
     return _expand(view, cam.astype("float32"))
@@ -238,6 +242,34 @@ def gradcam_plus_plus(
         layer=layer,
         output=output,
         method="gradcam++",
+        logits=logits,
+    )
+
+
+def layercam(
+    model: keras.Model,
+    inputs,
+    class_index,
+    layer=None,
+    output=None,
+    *,
+    logits: bool = True,
+):
+    """LayerCAM: `gradcam(..., method="layercam")`; see `gradcam`.
+
+    Example:
+
+    ```python
+    cam = kbm.explain.layercam(cnn, images, classes)
+    ```
+    """
+    return gradcam(
+        model,
+        inputs,
+        class_index,
+        layer=layer,
+        output=output,
+        method="layercam",
         logits=logits,
     )
 

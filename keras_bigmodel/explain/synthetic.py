@@ -1,4 +1,4 @@
-"""Two tasks whose right explanation is known, to test explanation methods against.
+"""Tasks whose right explanation is known, to test explanation methods against.
 
 - `find_max`: a sequence of numbers; the label is its maximum. A model that solves it
   must look at the largest step, so its attention and its saliency must peak there.
@@ -6,6 +6,13 @@
   marked; the label is the mean of the two marked values (the "adding problem" of
   Hochreiter and Schmidhuber, 1997). The two largest attention weights must fall on
   the marked steps.
+
+- `planted_patch`: handwritten digits (scikit-learn's 8x8 set), half of them with a
+  bright square planted on the background; the label says whether the patch is there,
+  so a model that solves it must look at the patch, and `regions` marks its pixels.
+
+`regions(task)` gives the boolean masks of the right answer for
+`kbm.explain.metrics.pointing_game`.
 
 `attention_model` is the smallest model that can solve both: the package's
 `AttentionLayer` (the documents' additive score) pooling the sequence, then a
@@ -26,10 +33,13 @@ from keras_bigmodel import validation as v
 
 __all__ = [
     "TASKS",
+    "ImageTask",
     "Task",
     "add_two_numbers",
     "attention_model",
     "find_max",
+    "planted_patch",
+    "regions",
     "solve",
     "train",
 ]
@@ -112,6 +122,104 @@ def add_two_numbers(n_train: int = 512, n_test: int = 200, length: int = 8, seed
 
 
 TASKS = {"find_max": find_max, "add_two_numbers": add_two_numbers}
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageTask:
+    """A classification task on images with the evidence's pixels known.
+
+    `y_*` are integer labels; `patch_*` are boolean masks `(n, H, W)` of the planted
+    pixels (all False where there is no patch).
+    """
+
+    name: str
+    x_train: np.ndarray  # (n_train, 8, 8, 1) float32 in [0, 1]
+    y_train: np.ndarray  # (n_train,) int64: 1 where a patch is planted
+    x_test: np.ndarray
+    y_test: np.ndarray
+    patch_train: np.ndarray  # (n_train, 8, 8) bool
+    patch_test: np.ndarray
+
+
+def planted_patch(n_train: int = 600, n_test: int = 200, size: int = 2, seed: int = 0):
+    """Digits with a `size` x `size` square of ones planted on the background of every
+    other image; the label is 1 where the square is. The square sits at a random spot
+    where the digit leaves it and a one-pixel surround dark (below 0.1), or at the
+    dimmest spot if there is none.
+
+    Example:
+
+    ```python
+    task = kbm.explain.synthetic.planted_patch(n_train=100, n_test=20)
+    task.x_test.shape, task.patch_test.shape      # (20, 8, 8, 1), (20, 8, 8)
+    ```
+    """
+    from sklearn.datasets import load_digits
+
+    n_train = v.check_positive_int("n_train", n_train)
+    n_test = v.check_positive_int("n_test", n_test)
+    size = v.check_positive_int("size", size)
+    seed = v.check_seed("seed", seed)
+    if size > 3:
+        raise ValueError(f"`size` must be at most 3 on 8x8 digits. Received: size={size}")
+    images = load_digits().images.astype("float32") / 16.0
+    n = n_train + n_test
+    if n > len(images):
+        raise ValueError(
+            f"`n_train + n_test` must be at most {len(images)} (the digits). Received: {n}"
+        )
+    rng = np.random.default_rng(seed)
+    images = images[rng.permutation(len(images))[:n]].copy()
+    labels = (np.arange(n) % 2).astype("int64")
+    masks = np.zeros((n, 8, 8), bool)
+    for i in np.flatnonzero(labels):
+        # how bright each square's spot is, with a one-pixel surround
+        brightness = {
+            (r, c): images[i, max(r - 1, 0) : r + size + 1, max(c - 1, 0) : c + size + 1].max()
+            for r in range(8 - size + 1)
+            for c in range(8 - size + 1)
+        }
+        dark = [spot for spot, value in brightness.items() if value < 0.1]
+        if not dark:  # no dark room: the dimmest spot
+            dark = [min(brightness, key=brightness.get)]
+        r, c = dark[rng.integers(len(dark))]
+        masks[i, r : r + size, c : c + size] = True
+        images[i][masks[i]] = 1.0
+    x = images[..., None]
+    return ImageTask(
+        "planted_patch",
+        x[:n_train],
+        labels[:n_train],
+        x[n_train:],
+        labels[n_train:],
+        masks[:n_train],
+        masks[n_train:],
+    )
+
+
+def regions(task) -> np.ndarray:
+    """Boolean masks of where the right explanation lies, for the test examples:
+    `(n_test, length)` for `find_max` (the maximum) and `add_two_numbers` (the two
+    marked steps), `(n_test, H, W)` for `planted_patch` (the patch; empty rows for
+    images without one: select `task.y_test == 1` for the pointing game).
+
+    Example:
+
+    ```python
+    task = kbm.explain.synthetic.find_max(n_test=4)
+    kbm.explain.synthetic.regions(task).sum(axis=1)     # [1, 1, 1, 1]
+    ```
+    """
+    if isinstance(task, ImageTask):
+        return task.patch_test
+    if not isinstance(task, Task):
+        raise TypeError(
+            f"`task` must be a synthetic Task or ImageTask. Received: {type(task).__name__}"
+        )
+    masks = np.zeros(task.x_test.shape[:2], bool)
+    rows = np.arange(len(masks))[:, None]
+    masks[rows, task.answer.reshape(len(masks), -1)] = True
+    return masks
 
 
 def attention_model(

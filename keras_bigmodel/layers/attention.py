@@ -133,9 +133,6 @@ class AttentionLayer(CompositeLayer):
         self.dropout = v.check_rate("dropout", dropout)
         self.seed = v.check_seed("seed", seed)
         self.supports_masking = True
-        # Set by keras_bigmodel.explain.attention_scores during one eager forward pass;
-        # plain attribute (not tracked by Keras), never serialized.
-        object.__setattr__(self, "score_sink", None)
 
     def build(self, input_shape):
         input_shape = tuple(input_shape)
@@ -173,8 +170,6 @@ class AttentionLayer(CompositeLayer):
             v.check_rank(self, tuple(mask.shape), 2, 2, arg="mask")
         scores = masked_softmax(self.attention_logits(inputs), mask)
         scores = ops.cast(scores, inputs.dtype)
-        if self.score_sink is not None:
-            self.score_sink.append(scores)
         weights = self.weights_dropout(scores, training=training) if self.dropout else scores
         time, features = inputs.shape[1], inputs.shape[2]
         if time is not None and time * features <= _SMALL_SEQUENCE:
