@@ -293,14 +293,22 @@ def _cagrad(m, c=0.5, rescale=1, max_iter=1000):
     ab = ops.matmul(a, b)
     lam_max = _max_eig(a)
 
-    def body(_, w):
+    def grad_and_step(w):
         aw = ops.matmul(a, w)
         q = ops.sqrt(ops.maximum(ops.sum(w * aw), 0.0) + 1e-8)
-        grad = ab + cc * aw / q
-        step = 1.0 / (lam_max * (1.0 + cc / q))
-        return _project_simplex(w - step * grad)
+        return ab + cc * aw / q, 1.0 / (lam_max * (1.0 + cc / q))
 
-    w = ops.fori_loop(0, max_iter, body, b)
+    def body(_, state):
+        w, y, t = state
+        grad, step = grad_and_step(y)
+        w_new = _project_simplex(y - step * grad)
+        t_new = 0.5 * (1.0 + ops.sqrt(1.0 + 4.0 * t * t))
+        restart = ops.sum((y - w_new) * (w_new - w)) > 0
+        t_new = ops.where(restart, ops.ones_like(t_new), t_new)
+        momentum = ops.where(restart, ops.zeros_like(t), (t - 1.0) / t_new)
+        return w_new, w_new + momentum * (w_new - w), t_new
+
+    w, _, _ = ops.fori_loop(0, max_iter, body, (b, b, ops.ones((), dtype=m.dtype)))
     gw_norm = ops.sqrt(ops.maximum(ops.sum(w * ops.matmul(a, w)), 0.0))
     weights = b + cc / (gw_norm + 1e-8) * w
     weights = ops.where(trace > _EPS, weights, b)

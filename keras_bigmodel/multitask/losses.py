@@ -9,9 +9,9 @@ from keras import ops
 
 from keras_bigmodel import _compat
 from keras_bigmodel import validation as v
-from keras_bigmodel.multitask.weighting import TaskWeighting
+from keras_bigmodel.multitask.weighting import TaskWeighting, _shared_key
 
-__all__ = ["REDUCTIONS", "MaskedMetric", "TaskLoss", "label_present"]
+__all__ = ["REDUCTIONS", "MaskedMetric", "TaskLoss", "label_present", "masked_crossentropy"]
 
 REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight", "sum", "none")
 
@@ -339,3 +339,49 @@ class MaskedMetric(keras.metrics.Metric):
         config = dict(config)
         config["metric"] = keras.metrics.deserialize(config["metric"])
         return cls(**config)
+
+
+# -------------------------------------------------- the presets' default loss
+@keras.saving.register_keras_serializable(package="keras_bigmodel")
+def masked_crossentropy(y_true, y_pred):
+    """Cross-entropy per sample that leaves out missing (NaN) labels.
+
+    Takes one-hot rows or class indices (told apart by shape). A sample whose label
+    has a NaN gets 0; the others are scaled by `batch / labelled`, so Keras's mean
+    over the batch (`"sum_over_batch_size"`) is the mean over the labelled samples,
+    as `TaskLoss` computes it. The multi-task presets (`mmoe`, `ple`) compile with it
+    (saved as `"keras_bigmodel>masked_crossentropy"`), so a NaN in one task's labels does
+    not turn the loss into NaN.
+
+    Args:
+        y_true: `(batch, classes)` one-hot labels or `(batch,)` / `(batch, 1)`
+            class indices; NaN marks a missing label.
+        y_pred: `(batch, classes)` probabilities.
+
+    Returns:
+        `(batch,)` per-sample losses.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_bigmodel.multitask.losses import masked_crossentropy
+
+    y = np.array([[1.0, 0.0], [np.nan, np.nan]])
+    p = np.array([[0.5, 0.5], [0.9, 0.1]])
+    np.asarray(masked_crossentropy(y, p))          # [2 log 2, 0]
+    ```
+    """
+    y_pred = ops.convert_to_tensor(y_pred)
+    y_true = ops.convert_to_tensor(y_true)
+    present = label_present(y_true)
+    y_true = _clean_labels(ops.cast(y_true, y_pred.dtype), present)
+    one_hot = len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == y_pred.shape[-1]
+    if one_hot and y_pred.shape[-1] != 1:
+        values = keras.losses.categorical_crossentropy(y_true, y_pred)
+    else:
+        values = keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
+    labelled = ops.cast(present, values.dtype)
+    batch = ops.cast(ops.shape(values)[0], values.dtype)
+    scale = ops.divide_no_nan(batch, ops.sum(labelled))
+    return ops.where(present, values * scale, ops.zeros_like(values))

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 import keras
 
 from keras_bigmodel import validation as v
+from keras_bigmodel.multitask.losses import masked_crossentropy
 from keras_bigmodel.layers import (
     MixtureOfExperts,
     MultiTaskHead,
@@ -24,6 +25,7 @@ from zoo.views import DataView, ModelInput
 
 __all__ = [
     "EXPERT_KINDS",
+    "MASKED_COMPILE",
     "SYNTHETIC_TASKS",
     "expert_block",
     "mmoe",
@@ -41,6 +43,13 @@ SYNTHETIC_TASKS = {
 }
 EXPERT_LAYERS = {"mmoe": MixtureOfExperts, "ple": ProgressiveLayeredExtraction}
 EXPERT_KINDS = tuple(EXPERT_LAYERS)
+# Missing labels (NaN) are left out of each task's loss by default, so that a task
+# labelled on part of the data does not turn the loss into NaN.
+MASKED_COMPILE = {
+    "optimizer": "adam",
+    "loss": masked_crossentropy,
+    "metrics": ["accuracy"],
+}
 
 
 def task_specs(tasks) -> dict[str, dict]:
@@ -144,6 +153,7 @@ def digits_tasks(images, labels):
         inputs=(ModelInput("features", "vector"),), target="tasks", digits_view=digits_tasks
     ),
     plain_keras=plain_mmoe,
+    compile_defaults=MASKED_COMPILE,
 )
 def mmoe(
     input_shape=(100,),
