@@ -288,6 +288,14 @@ class MultiTaskModel(keras.Model):
             self._task_losses[task] = (fn, float(loss_weights.get(task, 1.0)))
         super().compile(optimizer=optimizer, loss=loss, loss_weights=loss_weights or None, **kwargs)
 
+    def compile_from_config(self, config):
+        """Recompiles a reloaded model with its saved settings (and the optimizer's
+        state, which Keras then loads from the file)."""
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
     # ------------------------------------------------------------- the losses
     def _per_task(self, value, what):
         if value is None:

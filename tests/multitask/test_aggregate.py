@@ -1,8 +1,8 @@
 """kbm.multitask.aggregate against independent NumPy/SciPy references (LibMTL's and
 TorchJD's formulas, exact solvers), on every backend, and the conventions between them."""
 
-import mtl_references as ref
 import keras
+import mtl_references as ref
 import numpy as np
 import pytest
 from keras import ops

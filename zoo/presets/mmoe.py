@@ -13,13 +13,13 @@ from collections.abc import Mapping
 import keras
 
 from keras_bigmodel import validation as v
-from keras_bigmodel.multitask.losses import masked_crossentropy
 from keras_bigmodel.layers import (
     MixtureOfExperts,
     MultiTaskHead,
     ProgressiveLayeredExtraction,
     TaskHead,
 )
+from keras_bigmodel.multitask.losses import masked_crossentropy
 from zoo.registry import preset
 from zoo.views import DataView, ModelInput
 
