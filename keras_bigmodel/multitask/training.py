@@ -208,7 +208,9 @@ class MultiTaskModel(keras.Model):
     import zoo
     import keras_bigmodel as kbm
 
-    net = zoo.build("multitask", input_shape=(12,), trunk_units=(8,), tasks={"task1": {"units": 3, "activation": "softmax"}, "task2": {"units": 2, "activation": "softmax"}}, compile=False)
+    net = zoo.build("multitask", compile=False, input_shape=(12,), trunk_units=(8,),
+                    tasks={"task1": {"units": 3, "activation": "softmax"},
+                           "task2": {"units": 2, "activation": "softmax"}})
     model = kbm.multitask.MultiTaskModel(net, "pcgrad")
     model.compile("adam", loss={"task1": "categorical_crossentropy",
                                 "task2": "categorical_crossentropy"})
@@ -374,7 +376,7 @@ class MultiTaskModel(keras.Model):
     def _forward(self, x, training=True):
         if self._split is None:
             return None, self(x, training=training)
-        encoder, head, _ = self._split
+        encoder = self._split[0]
         z = encoder(x, training=training)
         return z, z
 
