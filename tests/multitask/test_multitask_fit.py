@@ -32,26 +32,32 @@ def net():
     return keras.Model(inputs, task_outputs(heads))
 
 
-def falls(method, representation=None, steps=8):
+def falls(method, representation=None, steps=6):
+    """Trains a few full-batch steps; the loss of the last step is clearly below the first
+    (train_on_batch reports each step's loss before its update)."""
     keras.utils.set_random_seed(0)
     model = MultiTaskModel(net(), method, representation=representation)
-    model.compile(keras.optimizers.Adam(0.05), loss=LOSS)
-    first = model.evaluate(X, Y, verbose=0, return_dict=True)["loss"]
-    for _ in range(steps):
-        logs = model.train_on_batch(X, Y, return_dict=True)
-    last = model.evaluate(X, Y, verbose=0, return_dict=True)["loss"]
-    assert np.isfinite(logs["loss"]) and last < first - 0.05, (method, first, last)
+    # TensorFlow: a graph step without XLA (XLA's compile time would be most of this
+    # test's time; XLA is tested once below); JAX and PyTorch: their defaults
+    jit = False if keras.backend.backend() == "tensorflow" else "auto"
+    model.compile(keras.optimizers.Adam(0.05), loss=LOSS, jit_compile=jit)
+    losses = [model.train_on_batch(X, Y, return_dict=True)["loss"] for _ in range(steps)]
+    assert np.isfinite(losses).all() and losses[-1] < losses[0] - 0.05, (method, losses)
     return model
 
 
-@pytest.mark.tensorflow_only
-@pytest.mark.parametrize("method", METHODS)
-def test_every_method_trains_with_a_falling_loss_tensorflow(method):
-    falls(method)
+# Every method on TensorFlow; on JAX and PyTorch a subset that covers each code path: the
+# per-task Jacobian (pcgrad, nash_mtl), the loss-only step with state (famo), per-task
+# gradients with state (gradnorm). MGDA-UB (the representation path) runs everywhere below.
+BACKEND_METHODS = (
+    METHODS
+    if keras.backend.backend() == "tensorflow"
+    else ("pcgrad", "famo", "gradnorm", "nash_mtl")
+)
 
 
-@pytest.mark.parametrize("method", ["pcgrad", "famo", "gradnorm", "nash_mtl"])
-def test_methods_train_on_this_backend(method):
+@pytest.mark.parametrize("method", BACKEND_METHODS)
+def test_methods_train_with_a_falling_loss(method):
     model = falls(method)
     if method in ("famo", "gradnorm"):  # the learned logits moved
         assert np.abs(to_numpy(model.aggregator.logits)).max() > 1e-4
@@ -64,7 +70,8 @@ def test_mgda_ub_weights_from_the_shared_representation_train():
 def test_state_is_saved_and_reloaded(tmp_path):
     keras.utils.set_random_seed(0)
     model = MultiTaskModel(net(), GradientAggregator("famo", seed=3, learning_rate=0.5))
-    model.compile(keras.optimizers.Adam(0.05), loss=LOSS)
+    jit = False if keras.backend.backend() == "tensorflow" else "auto"
+    model.compile(keras.optimizers.Adam(0.05), loss=LOSS, jit_compile=jit)
     model.fit(X, Y, epochs=3, batch_size=8, verbose=0)
     logits = to_numpy(model.aggregator.logits)
     assert np.abs(logits).max() > 1e-3
