@@ -292,7 +292,7 @@ def _figure(results, path):
     means = np.array(
         [[results[n]["runs"][v]["delta_m_summary"]["mean"] for n in names] for v in variants]
     )
-    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(names), 0.35 * len(variants) + 1.5))
+    fig, ax = plt.subplots(figsize=(max(6.0, 2.5 + 1.4 * len(names)), 0.35 * len(variants) + 1.8))
     limit = max(1e-6, float(np.abs(means).max()))
     image = ax.imshow(means, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
     ax.set_xticks(range(len(names)), names)
@@ -302,7 +302,7 @@ def _figure(results, path):
             ax.text(j, i, f"{means[i, j]:+.1f}", ha="center", va="center", fontsize=7)
     ax.set_xlabel("problem")
     ax.set_ylabel("training method")
-    ax.set_title("Multi-task Δm against single-task models (mean over seeds)")
+    ax.set_title("Δm against single-task models\n(mean over seeds)")
     fig.colorbar(image, ax=ax, label="Δm (%), positive = better than single-task")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
