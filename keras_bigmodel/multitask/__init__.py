@@ -61,7 +61,13 @@ from keras_bigmodel.multitask.aggregation import (
     gradnorm_logits_gradient,
 )
 from keras_bigmodel.multitask.callbacks import GateWeightLogger
-from keras_bigmodel.multitask.losses import REDUCTIONS, MaskedMetric, TaskLoss, label_present
+from keras_bigmodel.multitask.losses import (
+    REDUCTIONS,
+    MaskedMetric,
+    TaskLoss,
+    label_present,
+    masked_crossentropy,
+)
 from keras_bigmodel.multitask.training import GradientAggregator, MultiTaskModel
 from keras_bigmodel.multitask.weighting import (
     DynamicWeightAveraging,
@@ -87,4 +93,5 @@ __all__ = [
     "famo_logits_gradient",
     "gradnorm_logits_gradient",
     "label_present",
+    "masked_crossentropy",
 ]
