@@ -260,9 +260,8 @@ class MultiTaskModel(keras.Model):
                     f"Received: representation={representation!r}"
                 ) from error
             encoder = keras.Model(model.inputs, layer.output)
-            rep_in = keras.Input(tuple(layer.output.shape[1:]), dtype=layer.output.dtype)
             head = keras.Model(layer.output, dict(zip(tasks, model.outputs)))
-            self._split = (encoder, head, rep_in)
+            self._split = (encoder, head)
         self._task_losses = None
 
     def call(self, inputs, training=None):
