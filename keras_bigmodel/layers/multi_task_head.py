@@ -12,7 +12,7 @@ from keras_bigmodel import validation as v
 from keras_bigmodel.layers.base import DENSE_OPTIONS, CompositeLayer
 from keras_bigmodel.layers.task_head import TaskHead
 
-__all__ = ["TASK_SPEC_KEYS", "MultiTaskHead", "check_task_name"]
+__all__ = ["TASK_SPEC_KEYS", "MultiTaskHead", "check_task_name", "task_outputs"]
 
 _TASK_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 # The configuration keys of a TaskHead that a `MultiTaskHead` task spec may hold.
@@ -186,3 +186,44 @@ class MultiTaskHead(CompositeLayer):
             tasks[name] = {k: v_ for k, v_ in head_config.items() if k not in _BASE_LAYER_KEYS}
         config["tasks"] = tasks
         return config
+
+
+def task_outputs(outputs: Mapping) -> dict:
+    """`{task: tensor}` outputs passed through identity layers named by task.
+
+    Keras names a functional model's outputs after the layers that produce them
+    (`Functional.output_names`), so the dict a `MultiTaskHead` returns gives
+    `["multi_task_head", "multi_task_head"]`. Passing it through this function
+    gives each output its own layer, named by its task, so
+    `keras.Model(inputs, task_outputs(heads)).output_names` are the task names
+    (and survive saving, as plain `keras.layers.Identity` layers).
+
+    Args:
+        outputs: A dict of symbolic tensors keyed by task name.
+
+    Returns:
+        A dict with the same keys.
+
+    Raises:
+        ValueError: If `outputs` is not a non-empty dict with task-name keys.
+
+    Example:
+
+    ```python
+    import keras
+    from keras_bigmodel.layers import MultiTaskHead
+    from keras_bigmodel.layers.multi_task_head import task_outputs
+
+    inputs = keras.Input((8,))
+    heads = MultiTaskHead({"age": 1, "kind": {"units": 3, "activation": "softmax"}})(inputs)
+    keras.Model(inputs, task_outputs(heads)).output_names      # ['age', 'kind']
+    ```
+    """
+    if not isinstance(outputs, Mapping) or not outputs:
+        raise ValueError(
+            f"`outputs` must be a non-empty dict of tensors keyed by task. Received: {outputs!r}"
+        )
+    return {
+        check_task_name(task, outputs): keras.layers.Identity(name=task)(tensor)
+        for task, tensor in outputs.items()
+    }

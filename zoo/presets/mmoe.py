@@ -18,11 +18,13 @@ from keras_bigmodel.layers import (
     ProgressiveLayeredExtraction,
     TaskHead,
 )
+from keras_bigmodel.multitask.losses import masked_crossentropy
 from zoo.registry import preset
 from zoo.views import DataView, ModelInput
 
 __all__ = [
     "EXPERT_KINDS",
+    "MASKED_COMPILE",
     "SYNTHETIC_TASKS",
     "expert_block",
     "mmoe",
@@ -40,6 +42,13 @@ SYNTHETIC_TASKS = {
 }
 EXPERT_LAYERS = {"mmoe": MixtureOfExperts, "ple": ProgressiveLayeredExtraction}
 EXPERT_KINDS = tuple(EXPERT_LAYERS)
+# Missing labels (NaN) are left out of each task's loss by default, so that a task
+# labelled on part of the data does not turn the loss into NaN.
+MASKED_COMPILE = {
+    "optimizer": "adam",
+    "loss": masked_crossentropy,
+    "metrics": ["accuracy"],
+}
 
 
 def task_specs(tasks) -> dict[str, dict]:
@@ -140,6 +149,7 @@ def digits_tasks(images, labels):
         inputs=(ModelInput("features", "vector"),), target="tasks", digits_view=digits_tasks
     ),
     plain_keras=plain_mmoe,
+    compile_defaults=MASKED_COMPILE,
 )
 def mmoe(
     input_shape=(100,),

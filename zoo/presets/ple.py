@@ -6,6 +6,7 @@ import keras
 
 from keras_bigmodel import validation as v
 from zoo.presets.mmoe import (
+    MASKED_COMPILE,
     SYNTHETIC_TASKS,
     digits_tasks,
     expert_block,
@@ -74,6 +75,7 @@ def plain_ple() -> keras.Model:
         inputs=(ModelInput("features", "vector"),), target="tasks", digits_view=digits_tasks
     ),
     plain_keras=plain_ple,
+    compile_defaults=MASKED_COMPILE,
 )
 def ple(
     input_shape=(100,),
