@@ -312,7 +312,10 @@ def check_int8(case: Case, tmp_path) -> None:
     plain = keras.saving.load_model(again)
     assert_outputs_close(forward(plain, case.inputs), quantized, msg="keras, saved again")
     assert len(int8_layers(plain)) == len(int8_layers(model)), "keras"
-    check_int8_policy_map(case, tmp_path, [layer.path for layer in int8_layers(model)])
+    if keras.backend.backend() == "tensorflow":
+        # Resolving a map is Python-level work (CompositeLayer, zoo.build), the same on
+        # every backend; tests/test_registry.py builds from a map on every backend.
+        check_int8_policy_map(case, tmp_path, [layer.path for layer in int8_layers(model)])
 
 
 def check_int8_policy_map(case: Case, tmp_path, paths) -> None:
