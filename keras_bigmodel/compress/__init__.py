@@ -26,12 +26,30 @@ from keras_bigmodel.compress.export import (
     export_onnx,
     export_tflite,
 )
+from keras_bigmodel.compress.pruning import (
+    PRUNABLE_LAYERS,
+    PRUNING_SCHEDULES,
+    PRUNING_STRUCTURES,
+    PrunedLayer,
+    PruningCallback,
+    prune,
+    sparsity_report,
+    strip_pruning,
+)
 from keras_bigmodel.compress.quantization import QUANTIZATION_MODES, quantize
 from keras_bigmodel.compress.runtime import Runtime, open_runtime, run_onnx, run_tflite
 from keras_bigmodel.compress.size import size_report
 
 __all__ = [
     "ONNX_BACKENDS",
+    "PRUNABLE_LAYERS",
+    "PRUNING_SCHEDULES",
+    "PRUNING_STRUCTURES",
+    "PrunedLayer",
+    "PruningCallback",
+    "prune",
+    "sparsity_report",
+    "strip_pruning",
     "ONNX_QUANTIZATIONS",
     "QUANTIZATION_MODES",
     "TFLITE_QUANTIZATIONS",
