@@ -263,11 +263,11 @@ def _mask(weights: np.ndarray, sparsity: float, structure: str | None) -> np.nda
         return keep.reshape(padded.shape)[:rows].reshape(weights.shape)
     if structure == "channel":
         norms = np.sqrt((weights.reshape(-1, weights.shape[-1]) ** 2).sum(axis=0))
-        k = int(round(sparsity * norms.size))
+        k = round(sparsity * norms.size)
         if k:
             mask[..., np.argsort(norms, kind="stable")[:k]] = 0.0
         return mask
-    k = int(round(sparsity * weights.size))
+    k = round(sparsity * weights.size)
     if k:
         flat = mask.reshape(-1)
         flat[np.argpartition(weights.reshape(-1), k - 1)[:k]] = 0.0
@@ -325,7 +325,7 @@ class PruningCallback(keras.callbacks.Callback):
                         f"PrunedLayer '{layer.name}' has end_step=None and fit does not "
                         f"know its number of steps; give prune(..., end_step=N)"
                     )
-                end = self._step + max(1, int(round(RAMP_SHARE * steps * epochs)))
+                end = self._step + max(1, round(RAMP_SHARE * steps * epochs))
                 layer.resolved_end_step.assign(max(end, layer.begin_step + 1))
         self._ends = [int(keras.ops.convert_to_numpy(x.resolved_end_step)) for x in self._layers]
 
