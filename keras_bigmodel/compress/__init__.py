@@ -36,6 +36,12 @@ from keras_bigmodel.compress.pruning import (
     sparsity_report,
     strip_pruning,
 )
+from keras_bigmodel.compress.qat import (
+    QAT_LAYERS,
+    QuantizeAwareLayer,
+    quantize_aware,
+    strip_quantize_aware,
+)
 from keras_bigmodel.compress.quantization import QUANTIZATION_MODES, quantize
 from keras_bigmodel.compress.runtime import Runtime, open_runtime, run_onnx, run_tflite
 from keras_bigmodel.compress.size import size_report
@@ -46,11 +52,13 @@ __all__ = [
     "PRUNABLE_LAYERS",
     "PRUNING_SCHEDULES",
     "PRUNING_STRUCTURES",
+    "QAT_LAYERS",
     "QUANTIZATION_MODES",
     "TFLITE_QUANTIZATIONS",
     "ProbabilityDistillation",
     "PrunedLayer",
     "PruningCallback",
+    "QuantizeAwareLayer",
     "Runtime",
     "distill",
     "export_onnx",
@@ -59,9 +67,11 @@ __all__ = [
     "open_runtime",
     "prune",
     "quantize",
+    "quantize_aware",
     "run_onnx",
     "run_tflite",
     "size_report",
     "sparsity_report",
     "strip_pruning",
+    "strip_quantize_aware",
 ]

@@ -410,7 +410,9 @@ def export_onnx(
     calibrated (min/max) on `calibration_data`; onnxruntime runs the QDQ pairs
     around a convolution or matrix product as one int8 kernel. `"dynamic"` is
     onnxruntime's dynamic quantization (int8 weights, activations quantized on
-    the fly; it also covers ONNX `LSTM` nodes).
+    the fly; it also covers ONNX `LSTM` nodes). A `quantize_aware` model is
+    exported as its float model (`strip_quantize_aware`): onnxruntime calibrates
+    the ranges itself.
 
     Args:
         model: A built, float32 `keras.Model`.
@@ -454,6 +456,10 @@ def export_onnx(
             f"ONNX export needs a float32 model (as Keras's exporter does); model "
             f"'{model.name}' has layers with the dtype policies {policies}"
         )
+    from keras_bigmodel.compress.qat import QuantizeAwareLayer, strip_quantize_aware
+
+    if any(isinstance(layer, QuantizeAwareLayer) for layer in model.layers):
+        model = strip_quantize_aware(model)  # onnxruntime calibrates its own ranges
     batches = None
     if quantization == "int8":
         batches = calibration_batches(model, calibration_data, "calibration_data", batch_size or 32)

@@ -32,6 +32,7 @@ import numpy as np
 from keras import ops
 
 from keras_bigmodel import _compat
+from keras_bigmodel.compress._scope import call_arguments, call_with_values
 from keras_bigmodel.saving import copy_model
 from keras_bigmodel.validation import check_choice, check_model, check_positive_int
 
@@ -154,8 +155,7 @@ class PrunedLayer(keras.layers.Wrapper):
         self.structure = structure
         self.frequency = frequency
         self.supports_masking = getattr(layer, "supports_masking", False)
-        parameters = inspect.signature(layer.call).parameters
-        self._passes = {k for k in ("training", "mask") if k in parameters}
+        self._passes = call_arguments(layer)
 
     def build(self, input_shape=None):
         super().build(input_shape)
@@ -186,24 +186,11 @@ class PrunedLayer(keras.layers.Wrapper):
             kwargs["training"] = training
         if "mask" in self._passes and mask is not None:
             kwargs["mask"] = mask
-        masked = {id(v): m for v, m in zip(self.targets, self.masks)}
-        mapping = []
-        for v in self.layer.variables:
-            value = ops.convert_to_tensor(v)  # the value in the enclosing scope
-            if id(v) in masked:
-                value = ops.multiply(value, ops.cast(masked[id(v)], value.dtype))
-            mapping.append((v, value))
-        # The layer reads every one of its variables from this scope: its kernels
-        # masked, the rest as they are (under JAX's stateless training, the values
-        # being traced).
-        with keras.StatelessScope(state_mapping=mapping) as scope:
-            before = {id(v): scope.get_current_value(v) for v, _ in mapping}
-            outputs = self.layer(inputs, **kwargs)
-            after = {id(v): scope.get_current_value(v) for v, _ in mapping}
-        for v, _ in mapping:  # the layer's own updates (e.g. a dropout seed)
-            if id(v) not in masked and after[id(v)] is not before[id(v)]:
-                v.assign(after[id(v)])
-        return outputs
+        replace = {
+            id(v): (lambda value, m=m: ops.multiply(value, ops.cast(m, value.dtype)))
+            for v, m in zip(self.targets, self.masks)
+        }
+        return call_with_values(self.layer, inputs, replace, **kwargs)
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
