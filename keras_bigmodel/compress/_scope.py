@@ -42,3 +42,20 @@ def call_with_values(layer, inputs, replace: dict, **kwargs):
         if id(v) not in replace and after[id(v)] is not before[id(v)]:
             v.assign(after[id(v)])
     return outputs
+
+
+def clone_layers(model, clone_function, call_function=None):
+    """`keras.models.clone_model` of a copy of `model` with `clone_function`, compiled
+    as `model` was (without optimizer state), keeping a preset model's provenance
+    (Keras's clone keeps the class but not the record)."""
+    from keras_bigmodel.models import PresetModel
+    from keras_bigmodel.saving import copy_model
+
+    copy, compile_config = copy_model(model)
+    kwargs = {"call_function": call_function} if call_function is not None else {}
+    clone = keras.models.clone_model(copy, clone_function=clone_function, **kwargs)
+    if isinstance(model, PresetModel) and model.preset is not None:
+        clone = PresetModel(clone.input, clone.output, preset=model.preset, name=model.name)
+    if compile_config:
+        clone.compile(**keras.saving.deserialize_keras_object(compile_config))
+    return clone

@@ -32,8 +32,7 @@ import numpy as np
 from keras import ops
 
 from keras_bigmodel import _compat
-from keras_bigmodel.compress._scope import call_arguments, call_with_values
-from keras_bigmodel.saving import copy_model
+from keras_bigmodel.compress._scope import call_arguments, call_with_values, clone_layers
 from keras_bigmodel.validation import check_choice, check_model, check_positive_int
 
 __all__ = [
@@ -421,7 +420,6 @@ def prune(
             f"Model '{model.name}' has no prunable layer at its top level "
             f"({[c.__name__ for c in PRUNABLE_LAYERS]})"
         )
-    copy, compile_config = copy_model(model)
     options = dict(
         sparsity=sparsity,
         schedule=schedule,
@@ -434,10 +432,7 @@ def prune(
     def wrap(layer):
         return PrunedLayer(layer, **options) if layer.name in candidates else layer
 
-    pruned = keras.models.clone_model(copy, clone_function=wrap)
-    if compile_config:
-        pruned.compile(**keras.saving.deserialize_keras_object(compile_config))
-    return pruned
+    return clone_layers(model, wrap)
 
 
 def strip_pruning(model: keras.Model) -> keras.Model:
@@ -456,7 +451,6 @@ def strip_pruning(model: keras.Model) -> keras.Model:
     check_model(model)
     if not _pruned_layers(model):
         raise ValueError(f"Model '{model.name}' has no PrunedLayer; nothing to strip")
-    copy, compile_config = copy_model(model)
 
     def unwrap(layer):
         if not isinstance(layer, PrunedLayer):
@@ -470,10 +464,7 @@ def strip_pruning(model: keras.Model) -> keras.Model:
         parameters = inspect.signature(layer.call).parameters
         return layer(*args, **{k: v for k, v in kwargs.items() if k in parameters})
 
-    plain = keras.models.clone_model(copy, clone_function=unwrap, call_function=call)
-    if compile_config:
-        plain.compile(**keras.saving.deserialize_keras_object(compile_config))
-    return plain
+    return clone_layers(model, unwrap, call)
 
 
 def sparsity_report(model: keras.Model) -> dict:

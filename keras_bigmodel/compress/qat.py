@@ -20,8 +20,7 @@ import numpy as np
 from keras import ops
 
 from keras_bigmodel import _compat
-from keras_bigmodel.compress._scope import call_arguments, call_with_values
-from keras_bigmodel.saving import copy_model
+from keras_bigmodel.compress._scope import call_arguments, call_with_values, clone_layers
 from keras_bigmodel.validation import check_model
 
 __all__ = [
@@ -173,17 +172,13 @@ def quantize_aware(model: keras.Model, calibration_data=None) -> keras.Model:
             values = np.asarray(values)
             low, high = min(float(values.min()), 0.0), max(float(values.max()), 0.0)
             ranges[name] = (low, high if high > low else low + 1.0)
-    copy, compile_config = copy_model(model)
 
     def wrap(layer):
         if layer.name not in names:
             return layer
         return QuantizeAwareLayer(layer, input_range=ranges.get(layer.name, (-6.0, 6.0)))
 
-    qat = keras.models.clone_model(copy, clone_function=wrap)
-    if compile_config:
-        qat.compile(**keras.saving.deserialize_keras_object(compile_config))
-    return qat
+    return clone_layers(model, wrap)
 
 
 def strip_quantize_aware(model: keras.Model) -> keras.Model:
@@ -195,13 +190,8 @@ def strip_quantize_aware(model: keras.Model) -> keras.Model:
     check_model(model)
     if not any(isinstance(layer, QuantizeAwareLayer) for layer in model.layers):
         raise ValueError(f"Model '{model.name}' has no QuantizeAwareLayer; nothing to strip")
-    copy, compile_config = copy_model(model)
-    plain = keras.models.clone_model(
-        copy,
-        clone_function=lambda layer: (
-            layer.layer if isinstance(layer, QuantizeAwareLayer) else layer
-        ),
-    )
-    if compile_config:
-        plain.compile(**keras.saving.deserialize_keras_object(compile_config))
-    return plain
+
+    def unwrap(layer):
+        return layer.layer if isinstance(layer, QuantizeAwareLayer) else layer
+
+    return clone_layers(model, unwrap)
