@@ -43,7 +43,16 @@ from keras_bigmodel.compress.qat import (
     strip_quantize_aware,
 )
 from keras_bigmodel.compress.quantization import QUANTIZATION_MODES, quantize
-from keras_bigmodel.compress.runtime import Runtime, open_runtime, run_onnx, run_tflite
+from keras_bigmodel.compress.runtime import (
+    Runtime,
+    RuntimeModel,
+    load_runtime_model,
+    open_runtime,
+    run_onnx,
+    run_tflite,
+    runtime_file,
+    write_runtime_record,
+)
 from keras_bigmodel.compress.size import size_report
 
 __all__ = [
@@ -60,9 +69,11 @@ __all__ = [
     "PruningCallback",
     "QuantizeAwareLayer",
     "Runtime",
+    "RuntimeModel",
     "distill",
     "export_onnx",
     "export_tflite",
+    "load_runtime_model",
     "op_coverage",
     "open_runtime",
     "prune",
@@ -70,8 +81,10 @@ __all__ = [
     "quantize_aware",
     "run_onnx",
     "run_tflite",
+    "runtime_file",
     "size_report",
     "sparsity_report",
     "strip_pruning",
     "strip_quantize_aware",
+    "write_runtime_record",
 ]

@@ -14,7 +14,19 @@ import numpy as np
 
 from keras_bigmodel.validation import check_path, check_positive_int
 
-__all__ = ["Runtime", "as_feed", "open_runtime", "run_onnx", "run_tflite"]
+__all__ = [
+    "RUNTIME_RECORD",
+    "Runtime",
+    "RuntimeModel",
+    "as_feed",
+    "load_runtime_model",
+    "open_runtime",
+    "run_onnx",
+    "run_tflite",
+    "runtime_file",
+    "runtime_record",
+    "write_runtime_record",
+]
 
 RUNTIME_SUFFIXES = (".onnx", ".tflite")
 
@@ -301,3 +313,250 @@ def run_onnx(path: str | os.PathLike, inputs) -> list:
     if not path.endswith(".onnx"):
         raise ValueError(f"`path` must end in '.onnx'. Received: path={path!r}")
     return open_runtime(path).run(inputs)
+
+
+# ------------------------------------------------- a runtime in place of a model
+RUNTIME_RECORD = "runtime.json"
+_MAX_RECORD = 1 << 20
+
+
+def runtime_record(model) -> dict:
+    """What a runtime file cannot say about the Keras model it came from: the inputs'
+    names, shapes and dtypes, whether the outputs are a dict (and their names and
+    shapes), and the preset record (`kbm.models.provenance`). `write_runtime_record`
+    stores it beside the file as `runtime.json`; `load_runtime_model` reads it."""
+    import keras
+
+    from keras_bigmodel.models import provenance
+
+    def spec(tensor, name):
+        return {
+            "name": name,
+            "shape": [None if d is None else int(d) for d in tensor.shape[1:]],
+            "dtype": keras.backend.standardize_dtype(tensor.dtype),
+        }
+
+    if isinstance(model.input, dict):
+        inputs = [spec(model.input[k], k) for k in model.input]
+    else:
+        inputs = [spec(t, t.name) for t in keras.tree.flatten(model.input)]
+    if isinstance(model.output, dict):
+        outputs = [spec(model.output[k], k) for k in model.output]
+    else:
+        outputs = [spec(t, n) for t, n in zip(keras.tree.flatten(model.output), model.output_names)]
+    return {
+        "format_version": 1,
+        "name": model.name,
+        "inputs": inputs,
+        "input_dict": isinstance(model.input, dict),
+        "outputs": outputs,
+        "output_dict": isinstance(model.output, dict),
+        "preset": provenance(model),
+    }
+
+
+def write_runtime_record(model, directory: str) -> str:
+    """Writes `runtime_record(model)` to `directory/runtime.json` (atomically)."""
+    from keras_bigmodel import fileio
+
+    return fileio.write_json_atomic(
+        os.path.join(directory, RUNTIME_RECORD), runtime_record(model), sort_keys=True
+    )
+
+
+def _read_record(path: str) -> dict | None:
+    import json
+
+    from keras_bigmodel import fileio
+    from keras_bigmodel.saving import ModelFileError
+
+    record_path = os.path.join(os.path.dirname(path) or ".", RUNTIME_RECORD)
+    if not os.path.lexists(record_path):
+        return None
+    with fileio.open_regular(record_path, follow_symlinks=False, max_bytes=_MAX_RECORD) as f:
+        raw = fileio.read_bounded(f, _MAX_RECORD)
+    try:
+        record = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise ModelFileError(f"{record_path} is not valid JSON: {e}") from None
+
+    def specs_ok(value):
+        return isinstance(value, list) and all(
+            isinstance(s, dict)
+            and isinstance(s.get("name"), str)
+            and isinstance(s.get("shape"), list)
+            and all(d is None or (isinstance(d, int) and 0 < d <= 1 << 20) for d in s["shape"])
+            and s.get("dtype") in ("float32", "float16", "int32", "int64", "uint8", "bool")
+            for s in value
+        )
+
+    if (
+        not isinstance(record, dict)
+        or not specs_ok(record.get("inputs"))
+        or not specs_ok(record.get("outputs"))
+        or not isinstance(record.get("name", ""), str)
+        or not isinstance(record.get("preset"), (dict, type(None)))
+    ):
+        raise ModelFileError(f"{record_path} does not describe a model's inputs and outputs")
+    return record
+
+
+class RuntimeModel:
+    """An `.onnx` / `.tflite` file standing in for the Keras model it was exported
+    from, for code that reads a model's `input`/`output` structure and calls
+    `predict` (the command line's `evaluate` and `predict`).
+
+    Attributes:
+        runtime: The `Runtime` that runs the file.
+        input, inputs, output, outputs: `keras.KerasTensor`s shaped like the
+            model's (a dict where the model had one), from `runtime.json` beside
+            the file, else from the file itself.
+        output_names: The outputs' names.
+        name: The model's name.
+        preset: The preset record of the model it was exported from, or None.
+    """
+
+    def __init__(self, runtime: Runtime, record: dict | None):
+        import keras
+
+        self.runtime = runtime
+        self.path = runtime.path
+        if record is None:
+            record = {
+                "name": os.path.splitext(os.path.basename(runtime.path))[0],
+                "inputs": [
+                    {"name": n, "shape": None, "dtype": "float32"} for n in runtime.input_names
+                ],
+                "outputs": [
+                    {"name": n, "shape": None, "dtype": "float32"} for n in runtime.output_names
+                ],
+                "input_dict": len(runtime.input_names) > 1,
+                "output_dict": len(runtime.output_names) > 1,
+                "preset": None,
+            }
+            details = _shapes(runtime)
+            for spec in record["inputs"] + record["outputs"]:
+                spec["shape"] = details.get(spec["name"])
+        names_in = [s["name"] for s in record["inputs"]]
+        names_out = [s["name"] for s in record["outputs"]]
+        if sorted(names_in) != sorted(runtime.input_names) or sorted(names_out) != sorted(
+            runtime.output_names
+        ):
+            from keras_bigmodel.saving import ModelFileError
+
+            raise ModelFileError(
+                f"{RUNTIME_RECORD} beside {runtime.path} names the inputs {names_in} and "
+                f"outputs {names_out}; the file has {runtime.input_names} and "
+                f"{runtime.output_names}"
+            )
+
+        def tensor(spec):
+            shape = spec["shape"]
+            shape = (None,) + tuple(shape) if shape is not None else (None,)
+            return keras.KerasTensor(shape, dtype=spec.get("dtype", "float32"), name=spec["name"])
+
+        ins = {s["name"]: tensor(s) for s in record["inputs"]}
+        outs = {s["name"]: tensor(s) for s in record["outputs"]}
+        self.inputs = list(ins.values())
+        self.outputs = list(outs.values())
+        self.input = (
+            ins
+            if record.get("input_dict")
+            else (self.inputs[0] if len(self.inputs) == 1 else self.inputs)
+        )
+        self.output = (
+            outs
+            if record.get("output_dict")
+            else (self.outputs[0] if len(self.outputs) == 1 else self.outputs)
+        )
+        self.output_names = names_out
+        self.name = record.get("name") or "model"
+        self.preset = record.get("preset")
+
+    def predict(self, x, batch_size: int | None = None, verbose=0, **kwargs):
+        """Like `keras.Model.predict`: `x` an array, a list, a dict by input name, or
+        a `keras.utils.PyDataset` of input batches. Returns an array, or a dict by
+        output name for a dict-output model (a list for other multi-output ones)."""
+        import keras
+
+        if isinstance(x, keras.utils.PyDataset):
+            pieces = []
+            for i in range(len(x)):
+                batch = x[i]
+                if isinstance(batch, tuple):
+                    batch = batch[0]
+                pieces.append(self._as_structure(self.runtime.run(batch)))
+            return keras.tree.map_structure(lambda *p: np.concatenate(p), *pieces)
+        result = self.runtime.predict(x, batch_size=batch_size)
+        if not isinstance(result, dict):
+            result = [result]
+        else:
+            result = [result[n] for n in self.runtime.output_names]
+        return self._as_structure(result)
+
+    def _as_structure(self, outputs: list):
+        by_name = dict(zip(self.runtime.output_names, outputs))
+        if isinstance(self.output, dict):
+            return {n: by_name[n] for n in self.output}
+        if isinstance(self.output, list):
+            return [by_name[n] for n in self.output_names]
+        return by_name[self.output_names[0]]
+
+    def __call__(self, x):
+        return self.predict(x)
+
+
+def _shapes(runtime: Runtime) -> dict:
+    """Non-batch shapes of a runtime's inputs and outputs, where the file says."""
+    shapes = {}
+    if isinstance(runtime, OnnxRuntime):
+        for item in list(runtime.session.get_inputs()) + list(runtime.session.get_outputs()):
+            shapes[item.name] = [d if isinstance(d, int) else None for d in item.shape[1:]]
+    else:
+        details = {**runtime.runner.get_input_details(), **runtime.runner.get_output_details()}
+        for name, detail in details.items():
+            shapes[name] = [int(d) for d in detail["shape"][1:]]
+    return shapes
+
+
+def load_runtime_model(path: str | os.PathLike, threads: int | None = None) -> RuntimeModel:
+    """An `.onnx` / `.tflite` file as a `RuntimeModel` (with `runtime.json` beside it,
+    as `keras-bigmodel quantize --format onnx|litert` writes, it is shaped exactly
+    like the Keras model; without, like the file's own inputs and outputs).
+
+    Args:
+        path: The file.
+        threads: As for `open_runtime`.
+
+    Returns:
+        A `RuntimeModel`.
+
+    Raises:
+        ValueError / FileNotFoundError: As `open_runtime`.
+        ModelFileError: A `runtime.json` that is malformed or names other inputs or
+            outputs than the file's.
+
+    Example:
+
+    ```python
+    model = kbm.compress.load_runtime_model("cnn-int8/model.onnx")
+    probabilities = model.predict(x, batch_size=64)
+    ```
+    """
+    runtime = open_runtime(path, threads=threads)
+    return RuntimeModel(runtime, _read_record(runtime.path))
+
+
+def runtime_file(path: str | os.PathLike) -> str | None:
+    """The runtime file `path` names: itself if it ends in `.onnx` / `.tflite`, the
+    `model.onnx` / `model.tflite` inside a directory without `model.keras` (as
+    `keras-bigmodel quantize --format onnx|litert` writes), else None."""
+    path = os.fspath(path)
+    if path.endswith(RUNTIME_SUFFIXES):
+        return path
+    if os.path.isdir(path) and not os.path.lexists(os.path.join(path, "model.keras")):
+        for suffix in RUNTIME_SUFFIXES:
+            candidate = os.path.join(path, "model" + suffix)
+            if os.path.isfile(candidate):
+                return candidate
+    return None
