@@ -132,7 +132,11 @@ def _onnx_ops(path: str) -> list[dict]:
             if t in ("Loop", "Scan", "If"):
                 ops.append({"name": node.name, "type": t, "macs": 0, "kind": "uncounted"})
             continue
-        if t in ("ConvInteger", "QLinearConv", "MatMulInteger", "QLinearMatMul", "QGemm"):
+        if t in ("ConvInteger", "MatMulInteger"):
+            source = producer.get(node.input[0])
+            dynamic = source is not None and source.op_type == "DynamicQuantizeLinear"
+            kind = "dynamic" if dynamic else "int8"
+        elif t in ("QLinearConv", "QLinearMatMul", "QGemm"):
             kind = "int8"
         elif t in ("DynamicQuantizeMatMul", "DynamicQuantizeLSTM"):
             kind = "dynamic"
