@@ -289,13 +289,15 @@ def _compression(quick: bool, tmp: str) -> dict:
     return result
 
 
-def run(quick: bool = False, presets=PRESETS) -> list[dict]:
-    """One entry per (preset, batch), then one `{"compression": ...}` entry."""
+def run(quick: bool = False, presets=PRESETS, compression: bool = False) -> list[dict]:
+    """One entry per (preset, batch) (what `python -m benchmarks` reports), then, with
+    `compression`, one `{"compression": ...}` entry (pruning and QAT)."""
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in presets:
             results.extend(_preset(name, quick, tmp))
-        results.append({"compression": _compression(quick, tmp)})
+        if compression:
+            results.append({"compression": _compression(quick, tmp)})
     return results
 
 
@@ -401,7 +403,7 @@ def main(argv=None) -> int:
     import keras
 
     start = time.perf_counter()
-    results = run(quick=args.quick, presets=args.presets)
+    results = run(quick=args.quick, presets=args.presets, compression=True)
     print(f"backend {keras.backend.backend()}, {time.perf_counter() - start:.0f} s")
     print(table(PATH_HEADERS, path_rows(results)))
     print("\n".join(targets(results)))
