@@ -43,7 +43,7 @@ COMMANDS = {
     "predict": ("predict", "run_predict"),
     "explain": ("explain", "run_explain"),
     "verify": ("files", "run_verify"),
-    "quantize": ("files", "run_quantize"),
+    "quantize": ("quantize", "run_quantize"),
     "demo": ("demo", "run_demo_command"),
 }
 # keras_bigmodel.explain.METHODS, repeated here so that --help needs no Keras
@@ -442,15 +442,54 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest difference between predictions that still passes",
     )
 
-    p = command("quantize", "quantize the weights of a .keras file (int8 or int4)")
-    p.add_argument("model", metavar="FILE.keras", help="the .keras file to quantize")
-    p.add_argument("--out", required=True, metavar="FILE.keras", help="the .keras file to write")
+    p = command(
+        "quantize",
+        "compress a trained model (int8 Keras, ONNX or LiteRT; optional pruning) and print "
+        "its size, accuracy and latency before and after",
+    )
+    _model_argument(p)
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="PATH",
+        help="where to write: a .keras file, or a directory (a preset directory for "
+        "--format keras; model.onnx or model.tflite with runtime.json otherwise), with the "
+        "source's data.json",
+    )
+    p.add_argument(
+        "--format",
+        choices=["keras", "onnx", "litert"],
+        default="keras",
+        help="keras: Keras's int8/int4 weights (Dense, EinsumDense, Embedding); onnx / "
+        "litert: int8 weights and activations calibrated on --data (convolutions too)",
+    )
     p.add_argument(
         "--mode",
         choices=["int8", "int4"],
         default="int8",
-        help="the quantization of Dense, EinsumDense and Embedding weights",
+        help="--format keras: the quantization of Dense, EinsumDense and Embedding weights",
     )
+    p.add_argument(
+        "--prune",
+        type=_fraction,
+        metavar="SPARSITY",
+        help="first prune this share of the weights (e.g. 0.8) while fine-tuning on --data",
+    )
+    p.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=2,
+        metavar="N",
+        help="--prune: epochs of fine-tuning",
+    )
+    _data_options(
+        p,
+        "Calibration, fine-tuning and accuracy; for 'digits', calibration and fine-tuning "
+        "on its training split, accuracy on its test split. Optional for --format keras",
+    )
+    for action in p._actions:
+        if action.dest == "data":
+            action.required = False
 
     p = command(
         "demo",

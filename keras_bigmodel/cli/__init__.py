@@ -9,7 +9,8 @@ then imports only the command's module here:
 - `evaluate`: `evaluate MODEL --data PATH`;
 - `predict`: `predict MODEL --data PATH --out predictions.csv`;
 - `explain`: `explain MODEL --data PATH --out FILE.png`;
-- `files`: `verify`, `quantize`;
+- `files`: `verify`;
+- `quantize`: `quantize`;
 - `demo`: the offline end-to-end demo on the bundled digits.
 
 Data are read by `keras_bigmodel.data`; a preset meets them through its

@@ -1,15 +1,14 @@
-"""`verify` and `quantize`: model files."""
+"""`verify`: model files."""
 
 from __future__ import annotations
 
 import os
 
-import keras_bigmodel as kbm
 import zoo
 from keras_bigmodel.cli._common import CommandError, say
 from keras_bigmodel.verification import verify_file
 
-__all__ = ["run_quantize", "run_verify"]
+__all__ = ["run_verify"]
 
 
 def run_verify(args, out) -> None:
@@ -36,15 +35,3 @@ def run_verify(args, out) -> None:
             f"verification FAILED for {args.model}: predictions differ by more than {args.atol}"
         )
     say(out, "OK")
-
-
-def run_quantize(args, out) -> None:
-    """Quantizes a .keras file's weights and saves the result."""
-    if os.path.isdir(args.model) or not os.path.lexists(args.model):
-        raise CommandError(f"quantize needs a .keras file. Received: {args.model}")
-    if not args.out.endswith(".keras"):
-        raise CommandError(f"--out must end in .keras. Received: {args.out}")
-    model = kbm.compress.quantize(kbm.load_model(args.model), mode=args.mode)
-    kbm.save_model(model, args.out)
-    before, after = os.path.getsize(args.model), os.path.getsize(args.out)
-    say(out, f"{args.mode}: {before:,} -> {after:,} bytes ({after / before:.2f}x) -> {args.out}")
