@@ -28,6 +28,8 @@ from harness import canonical_json
 import keras_bigmodel as kbm
 import zoo
 from keras_bigmodel.compress import ProbabilityDistillation
+from keras_bigmodel.compress.pruning import PrunedLayer
+from keras_bigmodel.compress.qat import QuantizeAwareLayer
 from keras_bigmodel.layers import MultiTaskHead
 from keras_bigmodel.layers.multi_task_head import task_outputs
 from keras_bigmodel.models import PresetModel
@@ -131,6 +133,37 @@ def _compiled_multitask_model(obj):
     return model, X, {"reg": Y_REG, "cls": Y_CLS}
 
 
+def _plain_two_task_model():
+    inputs, heads, _ = _two_task_model(None)
+    model = keras.Model(inputs, heads)
+    model.compile(
+        keras.optimizers.Adam(0.02), loss={"reg": "mse", "cls": "categorical_crossentropy"}
+    )
+    return model
+
+
+def _pruned():
+    return kbm.compress.prune(_plain_two_task_model(), sparsity=0.5)
+
+
+def _quantize_aware():
+    return kbm.compress.quantize_aware(_plain_two_task_model(), calibration_data=X)
+
+
+def _wrapper_in(build, cls):
+    def make():
+        return next(layer for layer in build()._flatten_layers() if isinstance(layer, cls))
+
+    def model(_):
+        built = build()
+        built.compile(
+            keras.optimizers.Adam(0.02), loss={"reg": "mse", "cls": "categorical_crossentropy"}
+        )
+        return built, X, {"reg": Y_REG, "cls": Y_CLS}
+
+    return make, model
+
+
 CASES = [
     ObjectCase(TaskLoss, lambda: TaskLoss("mse", task="reg", mask_value=-1.0), _with_task_loss),
     ObjectCase(
@@ -153,6 +186,8 @@ CASES = [
         _compiled_multitask_model,
     ),
     ObjectCase(MultiTaskModel, _multitask_model, _compiled_multitask_model),
+    ObjectCase(PrunedLayer, *_wrapper_in(_pruned, PrunedLayer)),
+    ObjectCase(QuantizeAwareLayer, *_wrapper_in(_quantize_aware, QuantizeAwareLayer)),
 ]
 BY_ID = {case.id: case for case in CASES}
 
