@@ -1,0 +1,156 @@
+"""`tabular`: an MLP over table rows that preprocesses them itself (the preset for CSV).
+
+The model takes raw rows (`keras_bigmodel.data.tabular.encode_rows`: numbers with NaN
+for missing values, category indices) and its first layer, `TabularEncoding`,
+standardizes the numeric columns with the training mean and variance, imputes missing
+values with an indicator, and one-hot encodes the categorical ones, with their
+vocabularies stored inline in the model. `train tabular --data table.csv
+--label-column y` fits all of it to the training rows.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import keras
+import numpy as np
+
+from keras_bigmodel import validation as v
+from keras_bigmodel.data.tabular import TabularEncoding, fit_columns
+from keras_bigmodel.layers import MultiTaskHead
+from zoo.registry import preset
+from zoo.views import DataView, ModelInput
+
+__all__ = ["DEFAULT_COLUMNS", "TabularView", "plain_tabular", "tabular"]
+
+# A penguins-like table: four measurements (one with missing values) and two strings.
+DEFAULT_COLUMNS = [
+    {"name": "bill_length_mm", "kind": "numeric", "mean": 43.9, "variance": 29.8},
+    {"name": "bill_depth_mm", "kind": "numeric", "mean": 17.2, "variance": 3.9},
+    {"name": "flipper_length_mm", "kind": "numeric", "mean": 200.9, "variance": 197.7},
+    {
+        "name": "body_mass_g",
+        "kind": "numeric",
+        "mean": 4201.8,
+        "variance": 642_000.0,
+        "indicator": True,
+    },
+    {"name": "island", "kind": "categorical", "vocabulary": ["Biscoe", "Dream", "Torgersen"]},
+    {"name": "sex", "kind": "categorical", "vocabulary": ["female", "male"]},
+]
+
+
+class TabularView(DataView):
+    """The `tabular` preset's view: columns fitted to the training rows, one softmax
+    output for one label column, a dict of them for several (multi-task)."""
+
+    def config_for_dataset(self, dataset) -> dict:
+        schema = dataset.info.get("schema")
+        features = dataset.features()
+        if schema is None:  # arrays (npz, digits): every column numeric
+            features = np.reshape(features, (len(features), -1))
+            schema = [{"name": f"feature_{j}", "kind": "numeric"} for j in range(features.shape[1])]
+        config = {"columns": fit_columns(schema, features)}
+        names = dataset.class_names
+        if len(names) == 1:
+            config["num_classes"] = len(next(iter(names.values())))
+        else:
+            config["tasks"] = {
+                t: {"units": len(n), "activation": "softmax"} for t, n in names.items()
+            }
+        return config
+
+    def model_targets(self, labels):
+        if isinstance(labels, dict) and len(labels) == 1:
+            return next(iter(labels.values()))
+        return labels
+
+
+def plain_tabular() -> keras.Model:
+    """The default network in plain Keras on already-encoded features (the 4
+    standardized measurements, 1 indicator, 4 + 3 one-hot slots)."""
+    inputs = keras.Input((12,))
+    x = keras.layers.Dense(64, activation="relu")(inputs)
+    x = keras.layers.Dense(32, activation="relu")(x)
+    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+
+
+@preset(
+    "tabular",
+    description="For CSV files: an MLP over table rows (numbers, strings, missing values) "
+    "that standardizes, imputes and one-hot encodes them inside the model; num_classes, "
+    "regression and multi-task (tasks=) heads.",
+    tiny={
+        "columns": [
+            {"name": "a", "kind": "numeric", "mean": 0.5, "variance": 0.1, "indicator": True},
+            {"name": "b", "kind": "numeric", "mean": 10.0, "variance": 4.0},
+            {"name": "c", "kind": "categorical", "vocabulary": ["x", "y"]},
+        ],
+        "hidden_units": (8,),
+        "num_classes": 3,
+    },
+    variants={
+        "multi_task": {
+            "tasks": {
+                "species": {"units": 3, "activation": "softmax"},
+                "sex": {"units": 2, "activation": "softmax"},
+            },
+        },
+        "dropout_two_layers": {"hidden_units": (8, 4), "dropout": 0.2},
+    },
+    data=TabularView(inputs=(ModelInput("features", "table", config_key=None),)),
+    plain_keras=plain_tabular,
+)
+def tabular(
+    columns=DEFAULT_COLUMNS,
+    hidden_units=(64, 32),
+    dropout=0.0,
+    num_classes=3,
+    regression=False,
+    tasks=None,
+    dtype=None,
+    name="tabular",
+) -> keras.Model:
+    """Builds `TabularEncoding(columns)` -> Dense(relu) x len(hidden_units) -> head.
+
+    Args:
+        columns: The table's columns (see `keras_bigmodel.data.tabular.TabularEncoding`):
+            numeric ones with their training mean and variance, categorical ones with
+            their vocabulary. `train` fits them to the data.
+        hidden_units: Widths of the ReLU layers.
+        dropout: Dropout after each hidden layer.
+        num_classes: Classes of the softmax output (or, with `regression=True`, the
+            number of regression targets).
+        regression: A linear output of `num_classes` values (compile with a
+            regression loss, e.g. `loss="mse"`).
+        tasks: `{task: {"units": k, "activation": "softmax"}}`: one head per task (a
+            `MultiTaskHead`, outputs keyed by task) instead of a single output.
+        dtype: Dtype policy of the dense layers (the encoding computes in float32).
+        name: The model's name.
+    """
+    if not isinstance(columns, (list, tuple)) or not columns:
+        raise ValueError(
+            f"`columns` must be a non-empty list of column specs. Received: {columns!r}"
+        )
+    hidden_units = v.check_int_tuple("hidden_units", hidden_units)
+    dropout = v.check_rate("dropout", dropout)
+    num_classes = v.check_positive_int("num_classes", num_classes)
+    if not isinstance(regression, bool):
+        raise ValueError(f"`regression` must be a bool. Received: regression={regression!r}")
+    dtype = v.check_dtype_policy("dtype", dtype)
+    if tasks is not None and (not isinstance(tasks, dict) or not tasks):
+        raise ValueError(f"`tasks` must be a non-empty dict of task specs. Received: {tasks!r}")
+    inputs = keras.Input(shape=(len(columns),), name="features")
+    x = TabularEncoding(copy.deepcopy(list(columns)), name="encoding")(inputs)
+    for i, width in enumerate(hidden_units):
+        x = keras.layers.Dense(width, activation="relu", dtype=dtype, name=f"hidden_{i}")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, dtype=dtype, name=f"dropout_{i}")(x)
+    if tasks is not None:
+        outputs = MultiTaskHead(copy.deepcopy(tasks), dtype=dtype, name="heads")(x)
+    else:
+        activation = None if regression else "softmax"
+        outputs = keras.layers.Dense(
+            num_classes, activation=activation, dtype=dtype, name="output"
+        )(x)
+    return keras.Model(inputs, outputs, name=v.check_name("name", name))
