@@ -108,8 +108,7 @@ def _clean_frame(name):
         with tempfile.TemporaryDirectory() as d:
             # the same generator, before the NA cells were written: regenerate and read
             path = tables.penguins_csv(os.path.join(d, "p.csv"), seed=0)
-            rows = list(csv.reader(open(path)))
-        header, body = rows[0], rows[1:]
+            body = list(csv.reader(open(path)))[1:]
         numeric = np.array(
             [[np.nan if c == "NA" else float(c) for c in r[2:6]] + [float(r[7])] for r in body]
         )
