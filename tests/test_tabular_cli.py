@@ -176,5 +176,5 @@ def test_the_trained_file_predicts_raw_rows_in_fresh_processes(penguins):
     for backend, process in processes.items():
         out, err = process.communicate(timeout=300)
         assert process.returncode == 0, (backend, err[-2000:])
-        line = next(l for l in out.splitlines() if l.startswith("OUT"))
+        line = next(x for x in out.splitlines() if x.startswith("OUT"))
         np.testing.assert_allclose(json.loads(line[3:]), expected, atol=1e-5, err_msg=backend)
