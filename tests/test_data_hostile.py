@@ -18,7 +18,7 @@ from PIL import Image
 from test_cli import one_line_error, run
 from test_data import digits_subset, write_image_folder
 
-from keras_bigmodel import data, fileio
+from keras_bigmodel import fileio
 from keras_bigmodel.data import DataError, load
 
 NAMES = ["zero", "one", "two"]
@@ -102,8 +102,10 @@ def test_predictions_survive_formula_names_and_odd_file_names(tmp_path, capsys):
         os.fsencode(os.path.join(root, names[1])) + b"/-\xff.png",
     )
     model = tmp_path / "m"
-    code, _, err = run(capsys, "train", "cnn", "--data", root, "--epochs", "1", "--set", "filters=2",
-                       "--set", "dense_units=4", "--validation-split", "0", "--out", model)  # fmt: skip
+    small = ["--epochs", "1", "--set", "filters=2", "--set", "dense_units=4"]
+    code, _, err = run(
+        capsys, "train", "cnn", "--data", root, *small, "--validation-split", "0", "--out", model
+    )
     assert code == 0, err
     out = tmp_path / "p.csv"
     code, _, err = run(capsys, "predict", model, "--data", root, "--out", out)
