@@ -62,6 +62,7 @@ __all__ = [
     "encode_rows",
     "fit_columns",
     "is_missing",
+    "standardized_view",
 ]
 
 KINDS = ("numeric", "categorical")
@@ -359,3 +360,27 @@ def _text(cell) -> str:
     if isinstance(cell, float) and cell.is_integer():
         return str(int(cell))
     return str(cell)
+
+
+def standardized_view(model: keras.Model) -> tuple[keras.Model, np.ndarray, np.ndarray] | None:
+    """`(wrapper, scale, offset)`: `model` seen from standardized rows, for explanations.
+
+    `wrapper(z) == model(z * scale + offset)`: a numeric column's `z` is its
+    standardized value (0 = the training mean), a categorical column's its category
+    index (0 = missing or unknown). Integrated gradients from the all-zero baseline then
+    explain against "an average row with unknown categories" and attribute in units that
+    do not depend on a column's scale (on raw rows a column like a year, ~2000, gets all
+    the importance). Use `to_standardized(rows)` for the wrapper's inputs. None if the
+    model has no `TabularEncoding` layer.
+    """
+    columns = columns_of(model)
+    if columns is None:
+        return None
+    scale = np.asarray(
+        [math.sqrt(c["variance"]) if c["kind"] == "numeric" else 1.0 for c in columns], "float32"
+    )
+    offset = np.asarray([c["mean"] if c["kind"] == "numeric" else 0.0 for c in columns], "float32")
+    inputs = keras.Input((len(columns),), name="standardized")
+    raw = keras.layers.Rescaling(scale=scale, offset=offset, name="unstandardize")(inputs)
+    wrapper = keras.Model(inputs, model(raw), name=model.name)
+    return wrapper, scale, offset
