@@ -635,8 +635,9 @@ def main(argv: list[str] | None = None) -> int:
             print(message, file=sys.stderr, flush=True)
         module = importlib.import_module(f"keras_bigmodel.cli.{module_name}")
         getattr(module, function_name)(args, sys.stdout)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr, flush=True)
+    except KeyboardInterrupt as e:  # train says what it kept
+        detail = f": {_one_line(e)}" if str(e) else ""
+        print(f"{PROG}: interrupted{detail}", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
     except SystemExit:
         raise

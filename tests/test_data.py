@@ -335,3 +335,25 @@ def test_digits_and_arrays(tmp_path):
         data.Dataset.from_arrays(np.zeros((3, 2)), np.array([0, 1]))
     with pytest.raises(ValueError, match="`bad_images` must be one of"):
         load("digits", bad_images="ignore")
+
+
+# ------------------------------------------------------------------ the package
+@pytest.mark.backend_independent
+def test_options_readers_and_a_real_folder_called_digits(tmp_path, monkeypatch):
+    options = data.LoadOptions(label_columns="species", drop_columns=["year"], missing="drop")
+    assert options.label_columns == ("species",) and options.drop_columns == ("year",)
+    with pytest.raises(ValueError, match=r"`missing` must be one of \['impute', 'drop', 'error'\]"):
+        data.LoadOptions(missing="fill")
+    with pytest.raises(ValueError, match=r"`memory_limit` must be an integer >= 0"):
+        data.LoadOptions(memory_limit=-1)
+    with pytest.raises(TypeError, match="Give `options` or keyword fields, not both"):
+        load("digits", options, subset="test")
+    assert {r.format for r in data.READERS} == set(data.FORMATS)
+    assert data.reader_for("digits").format == "digits"
+    # a real folder named digits is a folder of images, not the bundled digits
+    images, labels = digits_subset(per_class=2)
+    monkeypatch.chdir(tmp_path)
+    write_image_folder(tmp_path / "digits", images, labels, ["a", "b", "c"])
+    ds = load("digits")
+    assert ds.format == "images" and ds.kind == "image" and len(ds) == 6
+    assert data.kind_of_path("digits") == "image"

@@ -178,3 +178,70 @@ def test_the_trained_file_predicts_raw_rows_in_fresh_processes(penguins):
         assert process.returncode == 0, (backend, err[-2000:])
         line = next(x for x in out.splitlines() if x.startswith("OUT"))
         np.testing.assert_allclose(json.loads(line[3:]), expected, atol=1e-5, err_msg=backend)
+
+
+def test_ctrl_c_keeps_the_best_model_so_far(penguins, capsys, monkeypatch, tmp_path):
+    from keras_bigmodel.cli import train
+
+    _, table, _ = penguins
+    seen = train._KeepBest.on_epoch_end
+
+    def interrupt_after_two(self, epoch, logs=None):
+        seen(self, epoch, logs)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train._KeepBest, "on_epoch_end", interrupt_after_two)
+    out_dir = tmp_path / "kept"
+    code, _, err = run(
+        capsys, "train", "tabular", "--data", table, "--label-column", "species",
+        "--drop-columns", "tag", "--epochs", "9", "--out", out_dir,
+    )  # fmt: skip
+    assert code == 130
+    import re
+
+    assert re.fullmatch(
+        rf"keras-bigmodel: interrupted: the best model so far \(epoch [12] of 9, val_loss "
+        rf"[0-9.]+\) is saved in {re.escape(str(out_dir))}",
+        err.strip(),
+    ), err
+    import zoo
+
+    model = zoo.load_preset(str(out_dir))  # a whole preset directory, data.json included
+    assert kbm.data.read_record(str(out_dir))["class_names"]["species"] == [
+        "Adelie", "Chinstrap", "Gentoo",
+    ]  # fmt: skip
+    assert model.predict(encode_rows(model, RAW_ROWS), verbose=0).shape == (3, 3)
+
+
+def test_help_list_and_paths_before_keras(tmp_path, capsys):
+    import re
+
+    import zoo
+
+    code, out, _ = run(capsys, "train", "--help")
+    assert code == 0 and "keras-bigmodel train tabular --data penguins.csv" in out
+    examples = " ".join(out.split("examples:")[1].split())
+    for example in examples.split("keras-bigmodel train ")[1:]:
+        preset_name = example.split()[0]
+        for key in re.findall(r"--set (\w+)=", example):
+            assert key in zoo.describe(preset_name)["config"], (preset_name, key)
+    code, out, _ = run(capsys, "list")
+    assert re.search(r"^tabular\s+For CSV files", out, re.M)
+    # a wrong path is answered before Keras is imported (a process that never loads it)
+    script = (
+        "import sys, keras_bigmodel_cli as c\n"
+        f"code = c.main(['train', 'tabular', '--data', {str(tmp_path / 'penguin.csv')!r}, "
+        "'--out', 'x'])\n"
+        "print('keras' in sys.modules, code)\n"
+    )
+    (tmp_path / "penguins.csv").write_text("a\n1\n")
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )  # fmt: skip
+    assert done.stdout.split() == ["False", "1"], done.stderr
+    assert done.stderr.strip() == (
+        f"keras-bigmodel: error: --data {tmp_path / 'penguin.csv'}: no such file or folder "
+        f"(did you mean {tmp_path / 'penguins.csv'}?)"
+    )

@@ -205,14 +205,14 @@ def run_train(args, out) -> None:
         )
     except KeyboardInterrupt:
         if keep_best.epoch is None:
-            raise CommandError(
-                f"interrupted before the first epoch ended; nothing was saved to {args.out}"
+            raise KeyboardInterrupt(
+                f"before the first epoch ended; nothing was saved to {args.out}"
             ) from None
         model.set_weights(keep_best.weights)
         save(model, args.out)
-        raise CommandError(
-            f"interrupted: the best model so far (epoch {keep_best.epoch} of {args.epochs}, "
-            f"{monitor} {keep_best.best:.4f}) is saved in {args.out}"
+        raise KeyboardInterrupt(
+            f"the best model so far (epoch {keep_best.epoch} of {args.epochs}, {monitor} "
+            f"{keep_best.best:.4f}) is saved in {args.out}"
         ) from None
     epochs_run = len(history.history.get("loss", []))
     scores = None
