@@ -93,6 +93,7 @@ def test_class_names_are_validated_and_unreadable_names_kept(tmp_path):
     assert ds.ids == ["caf\\xe9.png"]
 
 
+@pytest.mark.backend_independent
 def test_predictions_survive_formula_names_and_odd_file_names(tmp_path, capsys):
     x, y = digits_subset(per_class=4)
     names = ['=HYPERLINK("x")', "+one", "@two"]

@@ -58,6 +58,7 @@ def penguins(tmp_path_factory):
     return root, table, log.getvalue()
 
 
+@pytest.mark.backend_independent  # CLI logic; the backends' numerics: the contract, fresh processes
 def test_train_tabular_on_the_file_as_shipped(penguins, capsys):
     root, table, out = penguins
     out_dir = root / "model"
@@ -103,6 +104,7 @@ def test_train_tabular_on_the_file_as_shipped(penguins, capsys):
     assert probabilities[0].argmax() == 0 and probabilities[1].argmax() == 2  # Adelie, Gentoo
 
 
+@pytest.mark.backend_independent  # CLI logic; the backends' numerics: the contract, fresh processes
 def test_column_errors_say_did_you_mean(penguins, capsys, tmp_path):
     _, table, _ = penguins
     train = ["train", "tabular", "--data", table, "--out", tmp_path / "m"]
@@ -121,12 +123,13 @@ def test_column_errors_say_did_you_mean(penguins, capsys, tmp_path):
     assert not (tmp_path / "m").exists() and not (tmp_path / "c").exists()
 
 
+@pytest.mark.backend_independent  # CLI logic; the backends' numerics: the contract, fresh processes
 def test_multitask_table_masks_missing_labels(penguins, capsys, tmp_path):
     _, table, _ = penguins
     out_dir = tmp_path / "mt"
     code, out, err = run(
         capsys, "train", "tabular", "--data", table, "--label-column", "species",
-        "--label-column", "sex", "--drop-columns", "tag", "--epochs", "3", "--out", out_dir,
+        "--label-column", "sex", "--drop-columns", "tag", "--epochs", "1", "--out", out_dir,
     )  # fmt: skip
     assert code == 0, err
     assert "missing labels (masked in the loss): sex 11" in out
@@ -180,6 +183,7 @@ def test_the_trained_file_predicts_raw_rows_in_fresh_processes(penguins):
         np.testing.assert_allclose(json.loads(line[3:]), expected, atol=1e-5, err_msg=backend)
 
 
+@pytest.mark.backend_independent  # CLI logic; the backends' numerics: the contract, fresh processes
 def test_ctrl_c_keeps_the_best_model_so_far(penguins, capsys, monkeypatch, tmp_path):
     from keras_bigmodel.cli import train
 
@@ -214,6 +218,7 @@ def test_ctrl_c_keeps_the_best_model_so_far(penguins, capsys, monkeypatch, tmp_p
     assert model.predict(encode_rows(model, RAW_ROWS), verbose=0).shape == (3, 3)
 
 
+@pytest.mark.backend_independent  # CLI logic; the backends' numerics: the contract, fresh processes
 def test_help_list_and_paths_before_keras(tmp_path, capsys):
     import re
 

@@ -95,11 +95,12 @@ def plain_tabular() -> keras.Model:
                 "species": {"units": 3, "activation": "softmax"},
                 "sex": {"units": 2, "activation": "softmax"},
             },
+            "dropout": 0.2,
         },
-        "dropout_two_layers": {"hidden_units": (8, 4), "dropout": 0.2},
     },
     # Tables are small: Adam at 1e-2 converges in the command line's 10 default epochs
-    # where Keras's 1e-3 is still far off (docs/data.md has the measurements).
+    # where Keras's 1e-3 is still far off (penguins-like table, validation accuracy after
+    # 10 epochs: 0.942 at 1e-3, 0.957 at 1e-2).
     compile_defaults={
         "optimizer": {"class_name": "Adam", "config": {"learning_rate": 0.01}},
         "loss": "categorical_crossentropy",
