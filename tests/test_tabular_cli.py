@@ -96,6 +96,16 @@ def test_train_tabular_on_the_file_as_shipped(penguins, capsys):
     assert code == 0, err
     assert f"accuracy {hits:.4f}" in out.replace(":", ""), out
 
+    # explain: complete rows, bars by column name; an image folder is refused by kind
+    code, out, err = run(capsys, "explain", out_dir, "--data", table, "--samples", "3",
+                         "--out", root / "why.png")  # fmt: skip
+    assert code == 0 and "integrated_gradients of 3 examples" in out, err
+    from test_data import digits_subset, write_image_folder
+
+    images = write_image_folder(root / "imgs", *digits_subset(per_class=1))
+    assert one_line_error(
+        capsys, "predict", out_dir, "--data", images, "--out", root / "x.csv"
+    ) == (f"model 'tabular' ({out_dir}) takes a table (CSV rows); {images} holds images")
     # raw rows in this process, through the hardened loader
     model = kbm.load_model(str(out_dir / "model.keras"))
     probabilities = model.predict(encode_rows(model, RAW_ROWS), verbose=0)

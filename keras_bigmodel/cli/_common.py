@@ -183,7 +183,7 @@ def load_options(
         label_columns=explicit_labels or record.get("label_columns"),
         feature_columns=feature_columns or record.get("feature_columns"),
         drop_columns=tuple(getattr(args, "drop_columns", None) or ()),
-        id_column=getattr(args, "id_column", None) or record.get("id_column"),
+        id_column=getattr(args, "id_column", None) or _recorded_id(args.data, record),
         missing=getattr(args, "missing", None) or "impute",
         schema=record.get("schema"),
         class_names=record.get("class_names") or None,
@@ -197,6 +197,15 @@ def load_options(
         subset=subset,
         verbose=verbose,
     )
+
+
+def _recorded_id(path: str, record: dict) -> str | None:
+    """The id column the model was trained with, when this CSV has it (new rows to
+    predict may not)."""
+    name = record.get("id_column")
+    if name is None or data.kind_of_path(path) != "table":
+        return None
+    return name if name in (data.table.header_of(path) or []) else None
 
 
 def load_data(

@@ -42,7 +42,7 @@ from keras_bigmodel.data.errors import DataError
 from keras_bigmodel.data.options import DEFAULT_LABEL_COLUMN, LoadOptions
 from keras_bigmodel.data.readers import Reader, register_reader
 
-__all__ = ["MASKED", "CsvReader"]
+__all__ = ["MASKED", "CsvReader", "header_of"]
 
 MASKED = -1  # a task's missing label in a multi-task CSV
 _BYTES_PER_CELL_BYTE = 4
@@ -78,6 +78,23 @@ def _read_rows(path: str, options: LoadOptions) -> list[list[str]]:
             raise DataError(f"{printable(path)} is not UTF-8 text ({e})") from None
         except csv.Error as e:
             raise DataError(f"{printable(path)} is not valid CSV ({e})") from None
+
+
+def header_of(path: str, max_bytes: int = 1 << 22) -> list[str] | None:
+    """The column names of a CSV (its first row, at most `max_bytes` read), or None
+    if it cannot be read as one."""
+    try:
+        with safety.open_data_file(path) as raw:
+            head = raw.read(max_bytes).decode("utf-8-sig", errors="replace")
+    except DataError:
+        return None
+    first = head.splitlines()[0] if head else ""
+    try:
+        dialect = csv.Sniffer().sniff(head[: 64 * 1024], delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    rows = list(csv.reader([first], dialect))
+    return [c.strip() for c in rows[0]] if rows else None
 
 
 class CsvReader(Reader):
