@@ -382,7 +382,8 @@ class Dataset:
             tasks = []
             for t in self.labels:
                 known = len(self.class_names[t])
-                present = len(np.unique(_to_sparse(self.labels[t]))) if len(self) else 0
+                sparse = _to_sparse(self.labels[t])
+                present = len(np.unique(sparse[sparse >= 0]))  # -1: a masked label
                 count = f"{known} classes" if present == known else f"{present} of {known} classes"
                 named = len(self.labels) == 1 and t == DEFAULT_LABEL_COLUMN
                 tasks.append(count + ("" if named else f" of '{t}'"))
@@ -395,7 +396,8 @@ class Dataset:
 
     def class_counts(self, task: str) -> dict[str, int]:
         """`{class name: examples}` of one task."""
-        counts = np.bincount(_to_sparse(self.labels[task]), minlength=len(self.class_names[task]))
+        sparse = _to_sparse(self.labels[task])
+        counts = np.bincount(sparse[sparse >= 0], minlength=len(self.class_names[task]))
         return dict(zip(self.class_names[task], counts.tolist()))
 
     def record(self) -> dict:
