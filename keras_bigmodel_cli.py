@@ -29,7 +29,7 @@ import json
 import os
 import sys
 
-__all__ = ["COMMANDS", "EXPLAIN_METHODS", "build_parser", "main"]
+__all__ = ["COMMANDS", "EXPLAIN_METHODS", "build_parser", "check_paths", "main"]
 
 PROG = "keras-bigmodel"
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -106,6 +106,15 @@ def _image_size(text: str) -> tuple[int, int]:
             f"expected HEIGHTxWIDTH (e.g. 32x32) or one size for both, got {text!r}"
         )
     return dims[0], dims[1]
+
+
+def _columns(text: str) -> list[str]:
+    names = [c.strip() for c in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated column names (e.g. island,sex), got {text!r}"
+        )
+    return names
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -212,6 +221,33 @@ def _data_options(parser: argparse.ArgumentParser, digits: str) -> None:
         "model recorded); repeat it for a multi-task model, one column per task",
     )
     group.add_argument(
+        "--feature-columns",
+        type=_columns,
+        metavar="A,B,...",
+        help="CSV: the feature columns, comma-separated (default: every column that is not a "
+        "label, the id or dropped; for a trained model, the columns it recorded)",
+    )
+    group.add_argument(
+        "--drop-columns",
+        type=_columns,
+        metavar="A,B,...",
+        help="CSV: columns to leave out, comma-separated (ids, free text, leaks)",
+    )
+    group.add_argument(
+        "--id-column",
+        metavar="NAME",
+        help="CSV: a column identifying the rows; never a feature, and predict writes it "
+        "as the id of each row",
+    )
+    group.add_argument(
+        "--missing",
+        choices=["impute", "drop", "error"],
+        default="impute",
+        help="CSV: a missing value (empty, NA, NaN, ...) in a feature is imputed inside the "
+        "model with an indicator (impute), its row is dropped (drop), or it is an error "
+        "(error); with drop, rows without a label are dropped too",
+    )
+    group.add_argument(
         "--image-size",
         type=_image_size,
         metavar="HxW",
@@ -307,9 +343,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "train",
         "train a preset on your data and save a trained preset directory",
-        epilog="example:\n  keras-bigmodel train cnn --data photos/ --image-size 32x32 "
-        "--epochs 10 --out my-cnn\n  keras-bigmodel train multitask --data table.csv "
-        "--label-column species --label-column size --out my-mt",
+        epilog="examples:\n  keras-bigmodel train cnn --data photos/ --image-size 32x32 "
+        "--epochs 10 --out my-cnn\n  keras-bigmodel train tabular --data penguins.csv "
+        "--label-column species --out my-penguins\n  keras-bigmodel train tabular --data "
+        "table.csv --label-column species --label-column sex --drop-columns year --set "
+        "hidden_units=[32] --out my-mt",
     )
     p.add_argument(
         "preset",
@@ -357,8 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         type=_key_value,
         metavar="KEY=VALUE",
-        help="override a config entry of the preset (a JSON value, e.g. --set dense_units=64); "
-        "repeatable; the data sets the input shapes and classes",
+        help="override a config entry of the preset (a JSON value, e.g. --set "
+        "hidden_units=[32] for tabular, --set filters=16 for cnn; 'keras-bigmodel show "
+        "PRESET' lists the keys); repeatable; the data sets the input shapes and classes",
     )
     p.add_argument(
         "--seed",
@@ -583,6 +622,27 @@ def _loading_message(stream) -> str | None:
     return f"{PROG}: loading Keras with the {_BACKEND_NAMES.get(backend, backend)} backend ..."
 
 
+def check_paths(args: argparse.Namespace) -> str | None:
+    """What is wrong with the paths a command was given, checked before Keras is loaded
+    (seconds), or None: a missing `--data` (other than the bundled 'digits') or model."""
+    model = getattr(args, "model", None)
+    if model is not None and not os.path.lexists(model):
+        return f"No such file or directory: {model}"
+    data = getattr(args, "data", None)
+    if data is not None and data != "digits" and not os.path.lexists(data):
+        parent = os.path.dirname(data) or "."
+        hint = ""
+        if os.path.isdir(parent):
+            import difflib
+
+            close = difflib.get_close_matches(os.path.basename(data), os.listdir(parent), n=1)
+            hint = (
+                f" (did you mean {os.path.join(os.path.dirname(data), close[0])}?)" if close else ""
+            )
+        return f"--data {data}: no such file or folder{hint}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line; returns the exit status.
 
@@ -602,6 +662,10 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # --help, --version or a usage error (already printed)
         return e.code if isinstance(e.code, int) else EXIT_USAGE
     debug = bool(getattr(args, "debug", False))
+    problem = check_paths(args)
+    if problem is not None:
+        print(f"{PROG}: error: {problem}", file=sys.stderr, flush=True)
+        return EXIT_FAILURE
     if is_process:
         _quiet_native_stderr()
     import importlib
@@ -617,8 +681,9 @@ def main(argv: list[str] | None = None) -> int:
             print(message, file=sys.stderr, flush=True)
         module = importlib.import_module(f"keras_bigmodel.cli.{module_name}")
         getattr(module, function_name)(args, sys.stdout)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr, flush=True)
+    except KeyboardInterrupt as e:  # train says what it kept
+        detail = f": {_one_line(e)}" if str(e) else ""
+        print(f"{PROG}: interrupted{detail}", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
     except SystemExit:
         raise

@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 __all__ = [
+    "FORMULA_PREFIXES",
     "TEMP_MARKER",
     "UnsafePathError",
     "atomic_path",
@@ -42,6 +43,8 @@ __all__ = [
     "clean_stale_temporaries",
     "open_regular",
     "read_bounded",
+    "spreadsheet_safe",
+    "write_csv",
     "write_json_atomic",
 ]
 
@@ -62,6 +65,45 @@ _UNLOCKED_STALE_SECONDS = 24 * 3600
 class UnsafePathError(OSError, ValueError):
     """A path that must name a regular file names something else (a symbolic link, a
     directory, a FIFO, a device), or a file larger than allowed."""
+
+
+# ----------------------------------------------------------------------- csv cells
+# What makes a spreadsheet run a cell as a formula (OWASP's CSV injection list).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: Any) -> str:
+    """A CSV cell that a spreadsheet shows as text, never runs: a value starting with
+    `=`, `+`, `-`, `@`, tab or carriage return gets a leading `'` (unless it is a plain
+    number, like `-0.5`); undecodable characters of file names become escapes.
+
+    Example:
+
+    ```python
+    spreadsheet_safe("=HYPERLINK(...)")     # "'=HYPERLINK(...)"
+    spreadsheet_safe("-0.25")               # "-0.25"
+    ```
+    """
+    text = cell if isinstance(cell, str) else str(cell)
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if text.startswith(FORMULA_PREFIXES):
+        try:
+            float(text)
+        except ValueError:
+            return "'" + text
+    return text
+
+
+def write_csv(path: str | os.PathLike, header: list, rows) -> str:
+    """Writes a CSV atomically, every cell through `spreadsheet_safe`. Returns the path."""
+    import csv
+
+    with atomic_write(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow([spreadsheet_safe(c) for c in header])
+        for row in rows:
+            writer.writerow([spreadsheet_safe(c) for c in row])
+    return os.fspath(path)
 
 
 # ------------------------------------------------------------------------- reading

@@ -397,21 +397,29 @@ def test_bad_data_is_one_line(files, capsys, tmp_path):
     )
 
     table = digits_csv(tmp_path / "d.csv", x, y, NAMES)
-    assert one_line_error(
-        capsys, *train[:-1], "--label-column", "species", "--data", table
-    ).startswith(f"{table}: unknown label column 'species'; the columns are: p0, p1, p2")
+    # the data's kind is checked against the model's first
+    assert one_line_error(capsys, *train, table) == (
+        f"preset 'cnn' takes images; {table} is a table (CSV)"
+    )
+    mt = ["train", "multitask", "--epochs", "1", "--out", tmp_path / "out", "--data", table]
+    assert one_line_error(capsys, *mt, "--label-column", "Label").startswith(
+        f"{table}: unknown label column 'Label' (did you mean 'label'?); the columns are: p0, p1"
+    )
     rows = open(table).read().splitlines()
     rows[3] = "nan" + rows[3][rows[3].index(",") :]
     open(table, "w").write("\n".join(rows) + "\n")
-    assert one_line_error(capsys, *train, table) == (
-        f"NaN in features: column 'p0', line 4 of {table}; fill or drop such rows first"
+    assert one_line_error(capsys, *mt) == (
+        f"preset 'multitask' takes numbers only; column 'p0' has 1 missing values in {table}: "
+        f"the 'tabular' preset encodes strings and imputes missing values inside the model "
+        f"(train tabular ...), or leave such columns out with --drop-columns, or rows with "
+        f"--missing drop"
     )
     np.savez(tmp_path / "short.npz", x=x, y=y[:-1])
     assert one_line_error(capsys, *train, tmp_path / "short.npz") == (
         f"{tmp_path / 'short.npz'}: mismatched lengths: x has 12, y has 11 rows"
     )
     assert one_line_error(capsys, *train, tmp_path / "nowhere") == (
-        f"No such file or folder: {tmp_path / 'nowhere'}"
+        f"--data {tmp_path / 'nowhere'}: no such file or folder"
     )
     assert not (tmp_path / "out").exists()
 

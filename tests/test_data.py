@@ -189,7 +189,7 @@ def test_npz_inputs_and_tasks_by_name(tmp_path):
     refused(r"'y' holds a negative class index \(-1\)", x=images, y=labels - 1)
     refused(r"rows are neither one-hot", x=images, y=np.full((12, 3), 0.5))
     np.savez(tmp_path / "objects.npz", x=np.array([{"a": 1}] * 3, dtype=object))
-    with pytest.raises(DataError, match="allow_pickle=False"):
+    with pytest.raises(DataError, match="holds Python objects, which need pickle"):
         load(str(tmp_path / "objects.npz"))
     # class names of a trained model: labels beyond them are refused
     np.savez(tmp_path / "ok.npz", x=images, y=labels)
@@ -281,19 +281,36 @@ def test_csv_columns_labels_and_class_names(tmp_path):
 
     header = ["a", "b", "label"]
     bad = [
-        ([["1", "2", "x"], ["", "3", "y"]], r"missing value in features: column 'a', line 3"),
-        ([["1", "nan", "x"], ["2", "3", "y"]], r"NaN in features: column 'b', line 2"),
         (
-            [["1", "red", "x"], ["2", "3", "y"]],
-            r"column 'b' holds 'red' on line 2 .* not a number; feature columns must be numeric "
-            r"\(make it a label with --label-column b, or drop it\)",
+            [["1", "2", "x"], ["", "3", "y"]],
+            r"missing value in features: column 'a', line 3 of .*bad.csv \(1 rows have one\); "
+            r"impute them with --missing impute .* or drop the rows with --missing drop",
         ),
+        ([["1", "nan", "x"], ["2", "3", "y"]], r"missing value in features: column 'b', line 2"),
+    ]
+    for rows, match in bad:
+        with pytest.raises(DataError, match=match):
+            load(write_csv(tmp_path / "bad.csv", rows, header), missing="error")
+    bad = [
         ([["1", "2", "x"], ["2", "3"]], r"line 3 has 2 fields; the header has 3"),
-        ([["1", "2", ""], ["2", "3", "y"]], r"missing label: column 'label', line 2"),
+        (
+            [["1", "2", ""], ["2", "3", "y"]],
+            r"missing label: column 'label', line 2 of .*; drop such rows with --missing drop",
+        ),
     ]
     for rows, match in bad:
         with pytest.raises(DataError, match=match):
             load(write_csv(tmp_path / "bad.csv", rows, header))
+    # a string column is categorical, a missing number NaN (imputed inside the model)
+    mixed = load(write_csv(tmp_path / "mixed.csv", [["1", "red", "x"], ["", "blue", "y"]], header))
+    assert mixed.info["schema"] == [
+        {"name": "a", "kind": "numeric"},
+        {"name": "b", "kind": "categorical", "vocabulary": ["blue", "red"]},
+    ]
+    np.testing.assert_array_equal(mixed.features(), [[1, 2], [np.nan, 1]])
+    assert mixed.info["missing_values"] == {"a": 1}
+    dropped = load(tmp_path / "mixed.csv", missing="drop")
+    assert len(dropped) == 1 and dropped.ids == ["line 2"] and dropped.info["dropped_rows"] == 1
     no_label = write_csv(tmp_path / "nolabel.csv", [["1", "2"]], ["a", "b"])
     with pytest.raises(
         DataError,
@@ -318,3 +335,25 @@ def test_digits_and_arrays(tmp_path):
         data.Dataset.from_arrays(np.zeros((3, 2)), np.array([0, 1]))
     with pytest.raises(ValueError, match="`bad_images` must be one of"):
         load("digits", bad_images="ignore")
+
+
+# ------------------------------------------------------------------ the package
+@pytest.mark.backend_independent
+def test_options_readers_and_a_real_folder_called_digits(tmp_path, monkeypatch):
+    options = data.LoadOptions(label_columns="species", drop_columns=["year"], missing="drop")
+    assert options.label_columns == ("species",) and options.drop_columns == ("year",)
+    with pytest.raises(ValueError, match=r"`missing` must be one of \['impute', 'drop', 'error'\]"):
+        data.LoadOptions(missing="fill")
+    with pytest.raises(ValueError, match=r"`memory_limit` must be an integer >= 0"):
+        data.LoadOptions(memory_limit=-1)
+    with pytest.raises(TypeError, match="Give `options` or keyword fields, not both"):
+        load("digits", options, subset="test")
+    assert {r.format for r in data.READERS} == set(data.FORMATS)
+    assert data.reader_for("digits").format == "digits"
+    # a real folder named digits is a folder of images, not the bundled digits
+    images, labels = digits_subset(per_class=2)
+    monkeypatch.chdir(tmp_path)
+    write_image_folder(tmp_path / "digits", images, labels, ["a", "b", "c"])
+    ds = load("digits")
+    assert ds.format == "images" and ds.kind == "image" and len(ds) == 6
+    assert data.kind_of_path("digits") == "image"

@@ -27,9 +27,9 @@ import numpy as np
 
 __all__ = ["INPUT_KINDS", "TARGET_KINDS", "DataView", "ModelInput", "class_count", "kind_of"]
 
-INPUT_KINDS = ("image", "sequence", "vector", "tokens")
+INPUT_KINDS = ("image", "sequence", "vector", "tokens", "table")
 TARGET_KINDS = ("classes", "tasks", "binary")
-_RANK = {"image": 3, "sequence": 2, "vector": 1, "tokens": 1}
+_RANK = {"image": 3, "sequence": 2, "vector": 1, "tokens": 1, "table": 1}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +39,9 @@ class ModelInput:
     Attributes:
         name: The model's input name.
         kind: `"image"` `(H, W, C)`, `"sequence"` `(time, features)`, `"vector"`
-            `(features,)` or `"tokens"` `(time,)` integers.
+            `(features,)`, `"tokens"` `(time,)` integers, or `"table"` `(columns,)`
+            raw table rows (NaN for missing values, category indices) that the model
+            preprocesses itself.
         config_key: The builder argument that sets this input's shape, or None.
     """
 
@@ -73,6 +75,8 @@ def _convert(array: np.ndarray, to: str, name: str) -> np.ndarray:
     """An array of one kind shown as another: image rows as a sequence, anything flat."""
     have = kind_of(array)
     n = len(array)
+    if to == "table":
+        to = "vector"
     if have == to or (have == "tokens" and to == "vector"):
         return array
     if to == "vector":
@@ -100,6 +104,7 @@ def class_count(labels: np.ndarray, name: str = "labels") -> int:
             if not np.all(np.equal(np.mod(flat, 1), 0)):
                 raise ValueError(f"`{name}` must be integer class indices or one-hot rows")
             flat = flat.astype("int64")
+        flat = flat[flat != -1]  # -1: a masked (missing) label of a multi-task table
         if flat.size and flat.min() < 0:
             raise ValueError(f"`{name}` holds a negative class index ({int(flat.min())})")
         return int(flat.max()) + 1 if flat.size else 0
@@ -217,6 +222,19 @@ class DataView:
                 task: {"units": class_count(y, f"labels['{task}']"), "activation": "softmax"}
                 for task, y in targets.items()
             }
+        return config
+
+    def config_for_dataset(self, dataset) -> dict:
+        """The overrides that fit the preset to a `keras_bigmodel.data.Dataset` (its
+        training rows): `config_for` on a sample, with the classes counted by name."""
+        sample = dataset.take(np.arange(min(len(dataset), 2)))
+        config = self.config_for(sample, self.model_targets(dict(dataset.labels)))
+        names = dataset.class_names
+        if self.target == "classes":
+            config[self.classes_key] = len(next(iter(names.values())))
+        elif self.target == "tasks":
+            for task, spec in config.get(self.tasks_key, {}).items():
+                spec["units"] = len(names[task])
         return config
 
     def label_mode(self, labels) -> str:

@@ -6,17 +6,16 @@ from disk)."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
-from typing import Any
 
 import keras
 import numpy as np
 
 import keras_bigmodel as kbm
 import zoo
-from keras_bigmodel import data, fileio
+from keras_bigmodel import data
+from keras_bigmodel.data import tabular
 from keras_bigmodel.models import provenance
 from zoo.views import DataView, ModelInput
 
@@ -39,8 +38,7 @@ __all__ = [
     "write_data_record",
 ]
 
-DATA_FILE = "data.json"
-_MAX_DATA_JSON = 1024 * 1024
+DATA_FILE = data.DATA_FILE
 
 
 class CommandError(Exception):
@@ -89,61 +87,28 @@ def load_model(path: str, out=None) -> LoadedModel:
         return LoadedModel(model, path, read_data_record(path))
     if not os.path.lexists(path):
         raise CommandError(f"No such file or directory: {path}")
-    return LoadedModel(kbm.load_model(path, compile=False), path, None)
+    model = kbm.load_model(path, compile=False)
+    return LoadedModel(model, path, _record_from_model(model))
+
+
+def _record_from_model(model: keras.Model) -> dict | None:
+    """What a bare `.keras` file says about its data: a tabular model's columns."""
+    columns = tabular.columns_of(model)
+    if columns is None:
+        return None
+    schema = [{k: c[k] for k in ("name", "kind", "vocabulary") if k in c} for c in columns]
+    return {"format": "csv", "schema": schema, "feature_columns": [c["name"] for c in schema]}
 
 
 def write_data_record(directory: str, record: dict) -> str:
-    """Writes data.json (atomically, replacing rather than following a link)."""
-    return fileio.write_json_atomic(os.path.join(directory, DATA_FILE), record, sort_keys=True)
-
-
-def _bad_field(path: str, field: str, expected: str, value) -> kbm.ModelFileError:
-    shown = repr(value)
-    shown = shown if len(shown) <= 80 else shown[:77] + "..."
-    return kbm.ModelFileError(f"{path}: field {field!r} must be {expected}. Received: {shown}")
-
-
-def _strings(value) -> bool:
-    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    """Writes data.json and its hash (see `keras_bigmodel.data.write_record`)."""
+    return data.write_record(directory, record)
 
 
 def read_data_record(directory: str) -> dict | None:
-    """data.json of a preset directory (None if it has none), every field checked: the
-    directory is untrusted input, as in `zoo.load_preset`."""
-    path = os.path.join(directory, DATA_FILE)
-    if not os.path.lexists(path):
-        return None
-    try:
-        with fileio.open_regular(path, follow_symlinks=False, max_bytes=_MAX_DATA_JSON) as f:
-            raw = fileio.read_bounded(f, _MAX_DATA_JSON)
-    except fileio.UnsafePathError as e:
-        raise kbm.UnsafeModelError(f"{path}: {e.strerror}") from None
-    try:
-        record = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise kbm.ModelFileError(f"{path} is not valid JSON: {e}") from None
-    if not isinstance(record, dict):
-        raise kbm.ModelFileError(f"{path} must hold a JSON object")
-    names = record.get("class_names", {})
-    if not isinstance(names, dict) or not all(_strings(v) for v in names.values()):
-        raise _bad_field(path, "class_names", "an object of lists of strings", names)
-    for field in ("feature_columns", "label_columns"):
-        if field in record and not _strings(record[field]):
-            raise _bad_field(path, field, "a list of strings", record[field])
-    size = record.get("image_size")
-    if size is not None and not (
-        isinstance(size, list)
-        and len(size) == 2
-        and all(isinstance(d, int) and not isinstance(d, bool) and 0 < d <= 65536 for d in size)
-    ):
-        raise _bad_field(path, "image_size", "[height, width]", size)
-    if record.get("color_mode") not in (None, *data.COLOR_MODES):
-        raise _bad_field(
-            path, "color_mode", f"one of {list(data.COLOR_MODES)}", record.get("color_mode")
-        )
-    if not isinstance(record.get("resized", False), bool):
-        raise _bad_field(path, "resized", "true or false", record.get("resized"))
-    return record
+    """data.json of a preset directory (None if it has none), every field and its hash
+    checked (see `keras_bigmodel.data.read_record`)."""
+    return data.read_record(directory)
 
 
 # -------------------------------------------------------------------------- views
@@ -206,6 +171,43 @@ def view_for(model: keras.Model) -> DataView:
 
 
 # --------------------------------------------------------------------------- data
+def load_options(
+    args, record: dict | None, *, require_labels: bool, subset: str, verbose: int = 0
+) -> data.LoadOptions:
+    """The one `LoadOptions` a command reads its data with: its arguments, then what the
+    model recorded (class names, CSV columns and schema, image size and colour mode)."""
+    record = record or {}
+    explicit_labels = args.label_column
+    feature_columns = getattr(args, "feature_columns", None)
+    return data.LoadOptions(
+        label_columns=explicit_labels or record.get("label_columns"),
+        feature_columns=feature_columns or record.get("feature_columns"),
+        drop_columns=tuple(getattr(args, "drop_columns", None) or ()),
+        id_column=getattr(args, "id_column", None) or _recorded_id(args.data, record),
+        missing=getattr(args, "missing", None) or "impute",
+        schema=record.get("schema"),
+        class_names=record.get("class_names") or None,
+        image_size=args.image_size
+        or (tuple(record["image_size"]) if record.get("resized") else None),
+        color_mode=args.color_mode or record.get("color_mode"),
+        bad_images=args.bad_images,
+        memory_limit=0 if args.stream else data.DEFAULT_MEMORY_LIMIT,
+        require_labels=require_labels,
+        missing_labels="error" if (explicit_labels or require_labels) else "unlabelled",
+        subset=subset,
+        verbose=verbose,
+    )
+
+
+def _recorded_id(path: str, record: dict) -> str | None:
+    """The id column the model was trained with, when this CSV has it (new rows to
+    predict may not)."""
+    name = record.get("id_column")
+    if name is None or data.kind_of_path(path) != "table":
+        return None
+    return name if name in (data.table.header_of(path) or []) else None
+
+
 def load_data(
     args,
     loaded: LoadedModel | None,
@@ -214,43 +216,128 @@ def load_data(
     view: DataView | None,
     subset: str,
     out=None,
+    who: str | None = None,
 ) -> data.Dataset:
-    """Reads `args.data` with the command's data options, reading it the way the model
-    recorded (class names, CSV columns, image size and colour mode)."""
+    """Reads `args.data` with the command's options (`load_options`), the way the model
+    recorded; the kind of data the model (`who`) takes is checked against the data's
+    first."""
     record = loaded.record if loaded is not None else None
-    record = record or {}
-    explicit_labels = args.label_column
-    options: dict[str, Any] = {
-        "label_columns": explicit_labels or record.get("label_columns"),
-        "feature_columns": record.get("feature_columns"),
-        "class_names": record.get("class_names") or None,
-        "image_size": args.image_size
-        or (tuple(record["image_size"]) if record.get("resized") else None),
-        "color_mode": args.color_mode or record.get("color_mode"),
-        "bad_images": args.bad_images,
-        "memory_limit": 0 if args.stream else data.DEFAULT_MEMORY_LIMIT,
-        "require_labels": require_labels,
-        "missing_labels": "error" if (explicit_labels or require_labels) else "unlabelled",
-        "subset": subset,
-        "verbose": 1 if out is not None and progress(out) == 1 else 0,
-    }
-    if args.data == "digits" and view is not None and view.digits_view is not None:
-        options["class_names"] = None  # the preset's own digits view names the classes
+    options = load_options(
+        args,
+        record,
+        require_labels=require_labels,
+        subset=subset,
+        verbose=1 if out is not None and progress(out) == 1 else 0,
+    )
+    who = who or (loaded.label if loaded is not None else "the model")
+    if view is not None:
+        check_kind(who, view, args.data)
+    own_digits = view is not None and view.digits_view is not None
+    if own_digits and data.reader_for(args.data).format == "digits":
+        options = options.replace(class_names=None)  # the preset's digits view names them
     if out is not None:
         say(out, f"reading {args.data} ...")
     try:
-        dataset = data.load(args.data, **options)
+        dataset = data.load(args.data, options)
     except data.ClassMismatchError as e:
         label = loaded.label if loaded is not None else "the model"
         raise CommandError(f"{label} does not fit {args.data}: {e}") from None
-    if args.data == "digits" and view is not None and view.digits_view is not None:
-        dataset = _digits_view(dataset, view, record)
+    if dataset.format == "digits" and own_digits:
+        dataset = _digits_view(dataset, view, record or {})
+    if view is not None:
+        _check_plain_table(who, view, dataset)
     if out is not None:
         say(out, f"data: {dataset.summary()}")
         if dataset.skipped:
             path, reason = dataset.skipped[0]
             say(out, f"skipped {len(dataset.skipped)} unreadable image(s), e.g. {path}: {reason}")
+        if dataset.format == "csv":
+            for line in describe_table(dataset):
+                say(out, line)
     return dataset
+
+
+_KIND_WORDS = {"image": "images", "table": "a table (CSV)", "array": "arrays"}
+
+
+def check_kind(who: str, view: DataView, path: str) -> None:
+    """Refuses data of another kind than the model takes (an image model given a CSV)
+    before anything is read, with the one message that matters."""
+    kind = data.kind_of_path(path)
+    kinds = {i.kind for i in view.inputs}
+    if kind is None or kind == "array":
+        return
+    if kind == "table" and kinds & {"image", "sequence"} and not kinds & {"vector", "table"}:
+        takes = "images" if "image" in kinds else "sequences"
+        raise CommandError(f"{who} takes {takes}; {path} is a table (CSV)")
+    if kind == "image" and kinds <= {"table"}:
+        raise CommandError(f"{who} takes a table (CSV rows); {path} holds images")
+
+
+def _check_plain_table(who: str, view: DataView, dataset: data.Dataset) -> None:
+    """A model that takes plain numbers (not a `table` input) cannot take strings or
+    missing values: say which column, and which preset can."""
+    if dataset.kind != "table" or any(i.kind == "table" for i in view.inputs):
+        return
+    schema = dataset.info.get("schema") or []
+    strings = [c["name"] for c in schema if c["kind"] == "categorical"]
+    missing = dataset.info.get("missing_values") or {}
+    if not strings and not missing:
+        return
+    problem = (
+        f"column '{strings[0]}' holds strings"
+        if strings
+        else f"column '{next(iter(missing))}' has {next(iter(missing.values()))} missing values"
+    )
+    raise CommandError(
+        f"{who} takes numbers only; {problem} in {dataset.source}: the 'tabular' preset encodes "
+        f"strings and imputes missing values inside the model (train tabular ...), or leave "
+        f"such columns out with --drop-columns, or rows with --missing drop"
+    )
+
+
+def describe_table(dataset: data.Dataset) -> list[str]:
+    """What the CSV reader did: columns used and their kinds, missing values, rows
+    dropped, masked labels, columns left out."""
+    info = dataset.info
+    schema = info.get("schema") or []
+    numeric = [c["name"] for c in schema if c["kind"] == "numeric"]
+    categorical = [
+        f"{c['name']} ({len(c['vocabulary'])} values)" for c in schema if c["kind"] == "categorical"
+    ]
+    lines = [
+        f"columns: {len(schema)} features"
+        + (f"; numeric: {data.shown(numeric, 12)}" if numeric else "")
+        + (f"; categorical: {data.shown(categorical, 12)}" if categorical else "")
+        + f"; labels: {', '.join(info.get('label_columns') or []) or 'none'}"
+    ]
+    used = set(c["name"] for c in schema) | set(info.get("label_columns") or [])
+    used.add(info.get("id_column"))
+    left = [c for c in info.get("columns", []) if c not in used]
+    if left:
+        lines.append(f"left out: {data.shown(left, 12)}")
+    missing = info.get("missing_values") or {}
+    if missing:
+        lines.append(
+            "missing values: "
+            + ", ".join(f"{k} {v}" for k, v in missing.items())
+            + (
+                f"; {info['dropped_rows']} rows dropped"
+                if info.get("dropped_rows")
+                else " (imputed inside the model, with an indicator)"
+            )
+        )
+    if info.get("unknown_categories"):
+        lines.append(
+            "unknown categories (read as missing): "
+            + ", ".join(f"{k} {v}" for k, v in info["unknown_categories"].items())
+        )
+    if info.get("masked_labels"):
+        lines.append(
+            "missing labels (masked in the loss): "
+            + ", ".join(f"{k} {v}" for k, v in info["masked_labels"].items())
+        )
+    return lines
 
 
 def _digits_view(dataset: data.Dataset, view: DataView, record: dict) -> data.Dataset:
@@ -377,10 +464,10 @@ def check_fits(loaded: LoadedModel, view: DataView, dataset: data.Dataset) -> No
             model_names = recorded.get(task) or (
                 next(iter(recorded.values())) if len(recorded) == 1 and tasks is None else None
             )
-            known = f" ({data._shown(model_names, 12)})" if model_names else ""
+            known = f" ({data.shown(model_names, 12)})" if model_names else ""
             raise CommandError(
                 f"{prefix}: {who} predicts {units} classes{known}; the data has {count} "
-                f"({data._shown(names, 12)})"
+                f"({data.shown(names, 12)})"
             )
 
 

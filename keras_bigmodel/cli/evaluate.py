@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from keras_bigmodel import fileio
 from keras_bigmodel.cli import _report
 from keras_bigmodel.cli._common import (
@@ -36,6 +38,9 @@ def run_evaluate(args, out) -> None:
     report = {"model": loaded.path, "data": dataset.source, "examples": len(dataset), "tasks": {}}
     for task, probabilities in outputs.items():
         labels = dataset.labels[task]
+        if np.ndim(labels) == 1 and (np.asarray(labels) < 0).any():
+            known = np.asarray(labels) >= 0  # a multi-task table's masked labels
+            labels, probabilities = np.asarray(labels)[known], probabilities[known]
         if several:
             say(out, f"\ntask '{task}':")
         if view.target == "binary":

@@ -17,6 +17,8 @@ from keras_bigmodel.cli._common import (
     output_names,
     say,
 )
+from keras_bigmodel.data import tabular
+from keras_bigmodel.explain import figures
 
 __all__ = ["MAX_SAMPLES", "pick_examples", "run_explain"]
 
@@ -63,10 +65,23 @@ def run_explain(args, out) -> None:
     labels = None
     if dataset.labelled and task in dataset.labels and view.target != "binary":
         labels = dataset.sparse_labels()[task]
-    chosen = pick_examples(labels, min(args.samples, len(dataset)))
+    candidates = np.arange(len(dataset))
+    columns = tabular.columns_of(model)
+    if dataset.kind == "table":  # gradients need complete rows: skip those with gaps
+        rows = np.asarray(dataset.features(), dtype="float32")
+        candidates = np.flatnonzero(np.isfinite(rows).all(axis=1)) if rows.ndim == 2 else candidates
+    picked = pick_examples(
+        None if labels is None else labels[candidates], min(args.samples, len(candidates))
+    )
+    chosen = candidates[picked]
     inputs = view.model_inputs(dataset.take(chosen))
+    explained_model = model
+    standardized = tabular.standardized_view(model)
+    if standardized is not None:  # explain standardized rows: scale-free attributions
+        explained_model, scale, offset = standardized
+        inputs = (np.asarray(inputs, "float32") - offset) / scale
     if getattr(args, "evaluate", False):
-        _evaluate(model, inputs, output, loaded, dataset, len(chosen), args.out, out)
+        _evaluate(explained_model, inputs, output, loaded, dataset, len(chosen), args.out, out)
         return
     say(
         out,
@@ -74,16 +89,17 @@ def run_explain(args, out) -> None:
         + (f" for task '{task}'" if tasks is not None else "")
         + " ...",
     )
-    result = kbm.explain.explain(
-        model,
-        inputs,
-        args.out,
-        labels=None if labels is None else labels[chosen],
-        class_names=names[task],
-        method=args.method,
-        output=output,
-        model_name=loaded.name,
-    )
+    with figures.feature_names(None if columns is None else [c["name"] for c in columns]):
+        result = kbm.explain.explain(
+            explained_model,
+            inputs,
+            args.out,
+            labels=None if labels is None else labels[chosen],
+            class_names=names[task],
+            method=args.method,
+            output=output,
+            model_name=loaded.name,
+        )
     kinds = ", ".join(f"{k} '{n}'" for n, k in result["inputs"].items())
     say(
         out,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import zoo
+from keras_bigmodel import data
 from keras_bigmodel.cli._common import CommandError, say
 from keras_bigmodel.verification import verify_file
 
@@ -20,6 +21,7 @@ def run_verify(args, out) -> None:
         probe = metadata.get("probe")
         expected = (probe or {}).get("outputs")
         zoo.load_preset(path, compile=False)  # the SHA-256 check of model.keras
+        data.read_record(path)  # and of data.json (its SHA-256 is in preset.json)
         path = os.path.join(path, "model.keras")
     elif not os.path.lexists(path):
         raise CommandError(f"No such file or directory: {path}")

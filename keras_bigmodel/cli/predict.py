@@ -1,10 +1,10 @@
 """`predict MODEL --data PATH --out predictions.csv`: one row per example with its
 id, the predicted class by name, its probability and every class's probability (and
-the true class when the data is labelled), per task for a multi-task model."""
+the true class when the data is labelled), per task for a multi-task model. A CSV's
+`--id-column` is the id (and the first column's name). Cells that a spreadsheet would
+run as formulas are neutralised (`keras_bigmodel.fileio.spreadsheet_safe`)."""
 
 from __future__ import annotations
-
-import csv
 
 import numpy as np
 
@@ -40,7 +40,7 @@ def run_predict(args, out) -> None:
     names = class_names_for(loaded, dataset, view)
     several = len(outputs) > 1
     binary = view.target == "binary"
-    header = ["id"]
+    header = [dataset.info.get("id_column") or "id"]
     for task in outputs:
         labelled = dataset.labelled and task in dataset.labels
         header += _columns(task, names[task], several, labelled, binary)
@@ -49,7 +49,7 @@ def run_predict(args, out) -> None:
         task_names = names[task]
         if dataset.labelled and task in dataset.labels and not binary:
             true = dataset.sparse_labels()[task]
-            columns.append([task_names[i] for i in true])
+            columns.append([task_names[i] if i >= 0 else "" for i in true])  # -1: masked
         if not binary:
             best = probabilities.argmax(-1)
             columns.append([task_names[i] for i in best])
@@ -57,10 +57,9 @@ def run_predict(args, out) -> None:
         for j in range(probabilities.shape[-1]):
             columns.append([PROBABILITY_FORMAT.format(p) for p in probabilities[:, j]])
     rows = [[dataset.ids[i], *(c[i] for c in columns)] for i in range(len(dataset))]
-    with fileio.atomic_write(args.out, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
+    # Every cell neutralised for spreadsheets (a file or class name starting with '='
+    # stays text) and written even when a file name is not valid UTF-8.
+    fileio.write_csv(args.out, header, rows)
     say(out, f"predicted {len(dataset):,} examples -> {args.out}")
     shown = [header] + rows[:_PREVIEW]
     keep = [i for i, h in enumerate(header) if binary or not h.split(".")[-1].startswith("p[")]
@@ -74,11 +73,12 @@ def run_predict(args, out) -> None:
             f"  ... ({more:,} more row{'s' if more > 1 else ''}; class probabilities in the file)",
         )
     if dataset.labelled and not binary:
-        hits = [
-            float(np.mean(dataset.sparse_labels()[t] == p.argmax(-1)))
-            for t, p in outputs.items()
-            if t in dataset.labels
-        ]
+        hits = []
+        for t, p in outputs.items():
+            if t in dataset.labels:
+                true = dataset.sparse_labels()[t]
+                known = true >= 0  # masked labels are left out
+                hits.append(float(np.mean(true[known] == p.argmax(-1)[known])))
         if hits:
             say(
                 out,

@@ -49,19 +49,60 @@ def _label_mode(dataset: data.Dataset, view) -> tuple[str, data.Dataset]:
 
 
 def _config(preset: str, view, dataset: data.Dataset) -> dict:
-    """The overrides that fit the preset to the data (shapes, classes by name)."""
-    sample = dataset.take(np.arange(min(len(dataset), 2)))
+    """The overrides that fit the preset to the data (the view decides: shapes and
+    classes by name, a tabular preset's columns fitted to the training rows)."""
     try:
-        config = view.config_for(sample, view.model_targets(dict(dataset.labels)))
+        return view.config_for_dataset(dataset)
     except ValueError as e:
         raise CommandError(f"preset '{preset}' cannot take {dataset.source}: {e}") from None
-    names = dataset.class_names
-    if view.target == "classes":
-        config[view.classes_key] = len(next(iter(names.values())))
-    elif view.target == "tasks":
-        for task, spec in config.get(view.tasks_key, {}).items():
-            spec["units"] = len(names[task])
-    return config
+
+
+def _masked_losses(model, dataset: data.Dataset, mode: str) -> dict | None:
+    """`TaskLoss`es that leave out the masked (missing) labels of a multi-task table."""
+    masked = dataset.info.get("masked_labels") or {}
+    if not masked or not isinstance(model.output, dict):
+        return None
+    from keras_bigmodel.multitask import TaskLoss
+
+    base = "sparse_categorical_crossentropy" if mode == "sparse" else "categorical_crossentropy"
+    return {
+        task: TaskLoss(base, task=task, mask_value=data.table.MASKED) if task in masked else base
+        for task in model.output
+    }
+
+
+class _KeepBest(keras.callbacks.Callback):
+    """Remembers the weights of the best epoch so far (by the monitored loss), in
+    memory, so that an interrupted training can still save them."""
+
+    def __init__(self, monitor: str):
+        super().__init__()
+        self.monitor = monitor
+        self.best, self.epoch, self.weights = float("inf"), None, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is not None and float(value) < self.best:
+            self.best, self.epoch = float(value), epoch + 1
+            self.weights = [np.array(w) for w in self.model.get_weights()]
+
+
+def _brief(config: dict) -> dict:
+    """The config as shown: a tabular model's columns by name and kind only."""
+    shown = dict(config)
+    if isinstance(shown.get("columns"), list):
+        shown["columns"] = f"{len(shown['columns'])} columns"
+    return shown
+
+
+def _save_best(dataset: data.Dataset, mode: str, view, preset: str):
+    def save(model, directory):
+        zoo.save_preset(model, directory)
+        record = dataset.record()
+        record.update({"label_mode": mode, "target": view.target, "preset": preset})
+        write_data_record(directory, record)
+
+    return save
 
 
 def _check_out(path: str) -> None:
@@ -74,6 +115,9 @@ def _validation_scores(loaded, view, validation, batch_size, out) -> dict:
     scores = {}
     for task, probabilities in outputs.items():
         labels = validation.labels[task] if task in validation.labels else validation.y
+        if np.ndim(labels) == 1:
+            present = np.asarray(labels) != data.table.MASKED  # masked labels are left out
+            labels, probabilities = np.asarray(labels)[present], probabilities[present]
         names = validation.class_names.get(task) or [str(i) for i in range(probabilities.shape[-1])]
         if view.target == "binary":
             scores[task] = _report.binary_metrics(labels, probabilities, names)["accuracy"]
@@ -94,7 +138,15 @@ def run_train(args, out) -> None:
     _check_out(args.out)
     view = spec.data
     keras.utils.set_random_seed(args.seed)
-    dataset = load_data(args, None, require_labels=True, view=view, subset="train", out=out)
+    dataset = load_data(
+        args,
+        None,
+        require_labels=True,
+        view=view,
+        subset="train",
+        out=out,
+        who=f"preset '{args.preset}'",
+    )
     for task, names in dataset.class_names.items():
         if len(names) < 2 and view.target != "binary":
             raise CommandError(
@@ -102,18 +154,24 @@ def run_train(args, out) -> None:
                 f"({names[0]})"
             )
     mode, dataset = _label_mode(dataset, view)
-    config = _config(args.preset, view, dataset)
+    train, validation = dataset.split(args.validation_split, seed=args.seed)
+    config = _config(args.preset, view, train)
     overrides = dict(args.set or [])
-    model = zoo.build(args.preset, labels=mode, **{**config, **overrides})
+    try:
+        model = zoo.build(args.preset, labels=mode, **{**config, **overrides})
+    except (ValueError, TypeError) as e:
+        raise CommandError(f"preset '{args.preset}' with {sorted(overrides)}: {e}") from None
+    losses = _masked_losses(model, dataset, mode)
+    if losses is not None:
+        model = zoo.build(args.preset, labels=mode, loss=losses, **{**config, **overrides})
     loaded = LoadedModel(model, args.out, {"class_names": dataset.class_names})
     check_fits(loaded, view, dataset)
-    shown = json.dumps({**config, **overrides}, default=str)
+    shown = json.dumps(_brief({**config, **overrides}), default=str)
     say(
         out,
         f"model: {args.preset} with {shown}: {model.count_params():,} parameters, {mode} labels",
     )
 
-    train, validation = dataset.split(args.validation_split, seed=args.seed)
     say(
         out,
         f"training on {len(train):,} examples"
@@ -121,36 +179,48 @@ def run_train(args, out) -> None:
         + f", {args.epochs} epochs of batches of {args.batch_size}",
     )
     callbacks = []
+    monitor = "val_loss" if validation is not None else "loss"
     if args.early_stopping:
-        monitor = "val_loss" if validation is not None else "loss"
         callbacks.append(
             keras.callbacks.EarlyStopping(
                 monitor=monitor, patience=args.patience, restore_best_weights=True
             )
         )
+    keep_best = _KeepBest(monitor)
+    callbacks.append(keep_best)
+    save = _save_best(dataset, mode, view, args.preset)
     fit_data = keras_data(train, view, args.batch_size, shuffle=True, seed=args.seed)
     validation_data = None
     if validation is not None:
         val = keras_data(validation, view, args.batch_size)
         validation_data = val["x"] if "y" not in val else (val["x"], val["y"])
-    history = model.fit(
-        **fit_data,
-        shuffle=True,
-        validation_data=validation_data,
-        epochs=args.epochs,
-        callbacks=callbacks,
-        verbose=progress(out),
-    )
+    try:
+        history = model.fit(
+            **fit_data,
+            shuffle=True,
+            validation_data=validation_data,
+            epochs=args.epochs,
+            callbacks=callbacks,
+            verbose=progress(out),
+        )
+    except KeyboardInterrupt:
+        if keep_best.epoch is None:
+            raise KeyboardInterrupt(
+                f"before the first epoch ended; nothing was saved to {args.out}"
+            ) from None
+        model.set_weights(keep_best.weights)
+        save(model, args.out)
+        raise KeyboardInterrupt(
+            f"the best model so far (epoch {keep_best.epoch} of {args.epochs}, {monitor} "
+            f"{keep_best.best:.4f}) is saved in {args.out}"
+        ) from None
     epochs_run = len(history.history.get("loss", []))
     scores = None
     if validation is not None:
         scores = _validation_scores(loaded, view, validation, args.batch_size, out)
 
     say(out, f"saving {args.out} ...")
-    zoo.save_preset(model, args.out)
-    record = dataset.record()
-    record.update({"label_mode": mode, "target": view.target, "preset": args.preset})
-    write_data_record(args.out, record)
+    save(model, args.out)
     metrics = {
         "preset": args.preset,
         "data": dataset.source,

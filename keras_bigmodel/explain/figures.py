@@ -12,6 +12,8 @@ atomically. matplotlib is imported only when a figure is drawn.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import numbers
 import os
 from collections.abc import Sequence
@@ -23,6 +25,8 @@ from keras_bigmodel.saving import atomic_path
 
 __all__ = [
     "METHOD_LABELS",
+    "feature_names",
+    "plain_text",
     "save_attention_plot",
     "save_feature_bars",
     "save_heatmap",
@@ -171,14 +175,59 @@ class _SequencePanel(_Panel):
             axes[1].tick_params(labelleft=False)
 
 
+_FEATURE_NAMES: contextvars.ContextVar = contextvars.ContextVar("feature_names", default=None)
+
+
+@contextlib.contextmanager
+def feature_names(names: Sequence[str] | None):
+    """Within the block, feature-bar figures label their bars with `names` (a tabular
+    model's column names) when the count matches; None keeps "feature 0, 1, ...".
+
+    Example:
+
+    ```python
+    with feature_names(["bill_length_mm", "island"]):
+        kbm.explain.explain(model, x, "why.png")
+    ```
+    """
+    if names is not None and (isinstance(names, str) or not all(isinstance(n, str) for n in names)):
+        raise ValueError(f"`names` must be a list of strings or None. Received: {names!r}")
+    token = _FEATURE_NAMES.set(None if names is None else [plain_text(n) for n in names])
+    try:
+        yield
+    finally:
+        _FEATURE_NAMES.reset(token)
+
+
+def plain_text(text) -> str:
+    """`text` as matplotlib draws it literally: `$` (math markup) escaped, control
+    characters shown as escapes."""
+    text = str(text)
+    text = "".join(
+        c if c.isprintable() or c == "\n" else c.encode("unicode_escape").decode("ascii")
+        for c in text
+    )
+    return text.replace("$", r"\$")
+
+
 class _VectorPanel(_Panel):
-    """(features,): one bar per feature, the input's (scaled) values as grey marks."""
+    """(features,): one bar per feature, the input's (scaled) values as grey marks;
+    bars labelled by column name inside `feature_names(...)`."""
 
     kind = "tabular"
     note = "bars: the map per feature; grey marks: the input's values, scaled to [0, 1]"
 
     def widths(self):
+        names = self.names()
+        if names is not None:  # room for each column's name under its bar
+            return [float(np.clip(0.28 * len(self.heat) + 1.0, 2.6, 9.0))]
         return [float(np.clip(0.12 * len(self.heat) + 1.2, 2.4, 7.0))]
+
+    def names(self):
+        names = _FEATURE_NAMES.get()
+        if names is None or len(names) != len(self.heat):
+            return None
+        return [n if len(n) <= 18 else n[:17] + "\u2026" for n in names]
 
     def draw(self, fig, specs, style):
         ax = fig.add_subplot(specs[0])
@@ -195,8 +244,15 @@ class _VectorPanel(_Panel):
                 color="0.45",
                 label="input value (scaled)",
             )
+        names = self.names()
+        if self.data is not None and names is None:  # (with names, the note says it)
             ax.legend(fontsize=_TICK_SIZE, loc="upper right", frameon=False)
         ax.set_ylim(0.0, 1.15)
+        if names is not None:
+            ax.set_xticks(x, names, rotation=50, ha="right", rotation_mode="anchor")
+            ax.tick_params(axis="x", labelsize=_TICK_SIZE)
+            ax.set_xlabel("column", fontsize=_LABEL_SIZE)
+            return ax.set_ylabel("importance", fontsize=_LABEL_SIZE)
         _step_ticks(ax, len(self.heat), "x")
         ax.set_xlabel(
             "feature" if not self.name else f"feature of '{self.name}'",
@@ -277,7 +333,7 @@ def _name(index, class_names) -> str:
     if index is None:
         return "?"
     if class_names is not None and 0 <= int(index) < len(class_names):
-        return str(class_names[int(index)])
+        return plain_text(class_names[int(index)])
     return str(int(index))
 
 
@@ -318,7 +374,7 @@ def _cell_title(i, titles, labels, predicted, explained, class_names):
     lines = []
     colour = "black"
     if titles is not None:
-        lines.append(str(titles[i]))
+        lines.append(plain_text(titles[i]))
     parts = []
     if labels is not None:
         parts.append(f"true: {_name(labels[i], class_names)}")
@@ -343,7 +399,7 @@ def figure_title(
 ) -> str:
     """'<Method> of model '<name>': class <c>' (or 'each example's predicted class')."""
     label = METHOD_LABELS.get(method, (method or "Explanation", ""))[0]
-    head = f"{label} of model '{model_name}'" if model_name else label
+    head = f"{label} of model '{plain_text(model_name)}'" if model_name else label
     if explained is None:
         return head
     if len(set(explained)) == 1:
@@ -404,13 +460,24 @@ def render(
     cols = max(1, min(ncols, len(cells)))
     rows = -(-len(cells) // cols)
     cell_width = max(sum(sum(p.widths()) for p in cell) for cell in cells)
-    header_lines = max(
-        len(_cell_title(i, titles, labels, predicted, explained, class_names)[0].splitlines())
-        for i in range(len(cells))
-    )
-    cell_height = 2.3 + 0.2 * header_lines
-    bar_width = 1.2
+    bar_width = 1.5  # room for the colour bar, its ticks and a label of up to 4 lines
+    # Each example's header must fit its cell (about 0.6 em per character), so that
+    # neighbouring headers never overlap nor run off the figure's edges: cells widen
+    # for it up to 3.6 inches, and longer headers wrap.
+    em = _PANEL_TITLE_SIZE * 0.6 / 72
+    raw = [
+        _cell_title(i, titles, labels, predicted, explained, class_names) for i in range(len(cells))
+    ]
+    longest = max((len(line) for text, _ in raw for line in text.splitlines()), default=0)
+    cell_width = max(cell_width, min(longest * em + 0.2, 3.6))
     width = max(cols * cell_width + bar_width, 6.0)
+    per_line = max(8, int(((width - bar_width) / cols - 0.2) / em))
+    headers = [
+        ("\n".join(_wrap(line, per_line) for line in text.splitlines()), colour)
+        for text, colour in raw
+    ]
+    header_lines = max(len(text.splitlines()) for text, _ in headers)
+    cell_height = 2.3 + 0.2 * header_lines
     # the title wraps to the figure's width (about 0.6 em per character)
     title = _wrap(title, int(width * 72 / (_TITLE_SIZE * 0.62)))
     lines = title.count("\n")
@@ -426,7 +493,7 @@ def render(
             n = len(one.widths())
             one.draw(sub, [specs[0, j] for j in range(start, start + n)], style)
             start += n
-        text, colour = _cell_title(i, titles, labels, predicted, explained, class_names)
+        text, colour = headers[i]
         if text:
             sub.suptitle(text, fontsize=_PANEL_TITLE_SIZE, color=colour)
     fig.suptitle(title, fontsize=_TITLE_SIZE, fontweight="bold")
