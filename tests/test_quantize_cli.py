@@ -69,6 +69,18 @@ def test_quantize_a_preset_directory_to_onnx_and_evaluate_the_keras_int8(trained
     assert int(rows["file bytes"][1].replace(",", "")) == os.path.getsize(out_dir / "model.onnx")
     assert {"ms at batch 1", "ms at batch 64", "gzip'd bytes"} <= set(rows)
     assert "int8 share of multiply-adds: 100%" in out
+    # evaluate and predict read the ONNX output as they read the preset directory
+    code, out, err = _run(
+        capsys, "evaluate", out_dir, "--data", "digits", "--out", tmp_path / "onnx.png"
+    )
+    assert code == 0, err
+    measured = float(out.split("accuracy: ")[1].split()[0].rstrip(","))
+    assert measured == pytest.approx(float(after), abs=2e-3)
+    code, out, err = _run(
+        capsys, "predict", out_dir, "--data", "digits", "--out", tmp_path / "p.csv"
+    )
+    assert code == 0, err
+    assert len((tmp_path / "p.csv").read_text().splitlines()) == 451  # header + 450 digits
 
     keras_dir = tmp_path / "int8-keras"
     code, out, err = _run(capsys, "quantize", directory, "--format", "keras", "--out", keras_dir)

@@ -78,6 +78,10 @@ class LoadedModel:
 def load_model(path: str, out=None) -> LoadedModel:
     """A preset directory (with its data.json, if any) or a `.keras` file, through the
     checked loaders."""
+    runtime = kbm.compress.runtime_file(path)  # an .onnx / .tflite file, or a folder with one
+    if runtime is not None:
+        model = kbm.compress.load_runtime_model(runtime)
+        return LoadedModel(model, path, read_data_record(os.path.dirname(runtime)))
     if out is not None:
         say(out, f"loading {path} ...")
     # Not compiled: the commands that load a model only run it (compiling builds metrics
@@ -147,7 +151,7 @@ def view_for(model: keras.Model) -> DataView:
     """The zoo preset's `DataView` for a model a preset built, or one derived from the
     model's inputs and outputs (any functional model)."""
     names = input_names(model)
-    origin = provenance(model)
+    origin = provenance(model) or getattr(model, "preset", None)  # a RuntimeModel's record
     if origin is not None:
         try:
             spec = zoo.get_preset(origin["name"])
