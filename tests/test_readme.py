@@ -1,6 +1,7 @@
 """The README's and the docs pages' Python examples run as written, their links hold,
 and CI runs the README's test command."""
 
+import json
 import os
 import re
 import subprocess
@@ -23,22 +24,26 @@ def _nav_pages() -> list[str]:
 
 README = _read(os.path.join(ROOT, "README.md"))
 PAGES = {page: _read(os.path.join(DOCS, page)) for page in _nav_pages()}
+# (where, block): the README's blocks, then each page's, in the site's order.
 BLOCKS = [
-    block
-    for text in [README, *PAGES.values()]
+    (where, block)
+    for where, text in [("README.md", README), *PAGES.items()]
     for block in re.findall(r"```python\n(.*?)```", text, flags=re.S)
 ]
 
+# Blocks of one page share a namespace (a page reads as one script); each page starts
+# afresh, and every page runs in the same directory, so files a page writes are there
+# for the pages after it.
 RUNNER = """
-import sys, traceback
-blocks = sys.stdin.read().split("\\n# ---- next block ----\\n")
-for i, block in enumerate(blocks):
+import json, sys, traceback
+namespaces = {}
+for i, (where, block) in enumerate(json.loads(sys.stdin.read())):
+    namespace = namespaces.setdefault(where, {"__name__": "__docs__"})
     try:
-        where = f"python block {i + 1} (README, then docs/ in nav order)"
-        exec(compile(block, where, "exec"), {"__name__": "__readme__"})
+        exec(compile(block, f"{where}, python block {i + 1}", "exec"), namespace)
     except Exception:
         traceback.print_exc()
-        sys.exit(f"python block {i + 1} failed")
+        sys.exit(f"{where}: python block {i + 1} failed")
 print("ALL BLOCKS RAN")
 """
 
@@ -69,7 +74,7 @@ def test_every_python_example_runs(tmp_path):
     assert len(BLOCKS) >= 8
     done = subprocess.run(
         [sys.executable, "-c", RUNNER],
-        input="\n# ---- next block ----\n".join(BLOCKS),
+        input=json.dumps(BLOCKS),
         capture_output=True,
         text=True,
         timeout=900,
