@@ -26,6 +26,7 @@ import json
 from typing import Any
 
 import keras
+import numpy as np
 
 from keras_bigmodel import _compat
 from keras_bigmodel.version import __version__
@@ -127,6 +128,7 @@ class PresetModel(keras.Model):
 
     # ------------------------------------------------------------------ labels
     def _check_labels(self, y, where: str) -> None:
+        self._check_missing_labels(y, where)
         outputs = self.output
         if not isinstance(y, dict) or not isinstance(outputs, dict):
             return
@@ -137,6 +139,31 @@ class PresetModel(keras.Model):
                 f"unknown: {sorted(set(y) - set(outputs))}); give one label array per "
                 f"output, keyed by its name"
             )
+
+    def _check_missing_labels(self, y, where: str) -> None:
+        """Refuses NaN labels (missing ones) for an output whose compiled loss would turn
+        them into a NaN loss; masking losses (`TaskLoss`, `masked_crossentropy`, what
+        `mmoe` and `ple` compile with) leave them out instead."""
+        from keras_bigmodel.multitask.losses import TaskLoss, masked_crossentropy
+
+        loss = getattr(self, "loss", None)
+        if y is None or loss is None:
+            return
+        labels = y if isinstance(y, dict) else {None: y}
+        for name, values in labels.items():
+            if not isinstance(values, np.ndarray) or values.dtype.kind != "f":
+                continue  # datasets and generators are not looked into
+            task_loss = loss.get(name) if isinstance(loss, dict) else loss
+            if isinstance(task_loss, TaskLoss) or task_loss is masked_crossentropy:
+                continue
+            if np.isnan(values).any():
+                what = "labels" if name is None else f"labels of '{name}'"
+                raise ValueError(
+                    f"{where}: the {what} hold NaN (missing labels), which the loss "
+                    f"{getattr(task_loss, '__name__', task_loss)!r} turns into a NaN loss. "
+                    "Compile with kbm.multitask.losses.masked_crossentropy or "
+                    "kbm.multitask.TaskLoss, which leave missing labels out"
+                )
 
     def fit(self, x=None, y=None, *args, **kwargs):
         self._check_labels(y, f"{self.name}.fit")

@@ -247,3 +247,25 @@ def test_keras_cannot_save_a_quantized_dense_holding_a_policy_map(tmp_path):
     resolved = keras.layers.Dense(3, name="dense", dtype=policy_map["dense"])
     keras.Model(inputs, resolved(inputs)).save(str(tmp_path / "resolved.keras"))
     assert resolved.quantization_mode == "int8"
+
+
+def test_nan_labels_are_refused_where_the_loss_cannot_leave_them_out():
+    """multitask compiles with the documents' categorical cross-entropy, which cannot
+    skip a missing label: NaN labels are refused before training (mmoe and ple compile
+    with masked_crossentropy and leave them out: tests/multitask/test_multitask_fit.py)."""
+    model = zoo.build("multitask", **zoo.get_preset("multitask").tiny)
+    x = np.zeros((4, 12), "float32")
+    y = {"task1": np.eye(3, dtype="float32")[[0, 1, 2, 0]], "task2": np.eye(2)[[0, 1, 0, 1]]}
+    y["task1"][1] = np.nan
+    with pytest.raises(ValueError, match=r"fit: the labels of 'task1' hold NaN.*masked_cross"):
+        model.fit(x, y, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"train_on_batch: the labels of 'task1' hold NaN"):
+        model.train_on_batch(x, y)
+    model.compile(
+        "adam",
+        loss={
+            "task1": kbm.multitask.losses.masked_crossentropy,
+            "task2": "categorical_crossentropy",
+        },
+    )
+    assert np.all(np.isfinite(model.train_on_batch(x, y)))
