@@ -44,10 +44,14 @@ _REASONS = {
     "backend_independent": "configs and weight counts, the same on every backend; run in "
     "the TensorFlow pass",
     "not_tensorflow": "check what another backend does; run in the JAX and PyTorch passes",
+    "torch_only": "compare with PyTorch libraries (captum) on PyTorch models; run in the "
+    "PyTorch pass",
 }
 
 
 def _not_run_here(item) -> str | None:
+    if BACKEND != "torch" and item.get_closest_marker("torch_only"):
+        return "torch_only"
     if BACKEND != "tensorflow":
         for marker in ("tensorflow_only", "once", "backend_independent"):
             if item.get_closest_marker(marker):

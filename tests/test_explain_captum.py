@@ -3,8 +3,8 @@ input x gradient, occlusion, GradientSHAP, LayerCAM (from captum's layer activat
 and layer gradient), infidelity and max-sensitivity equal captum's on the same model,
 inputs and noise (within 1e-5); DeepLIFT equals captum's `DeepLift` on the same network
 written in PyTorch (captum's rules hook `torch.nn` activation modules, which a Keras
-layer's activation is not). PyTorch pass only: deselected on TensorFlow
-(`not_tensorflow`), skipped with that reason on JAX."""
+layer's activation is not). PyTorch pass only (`torch_only`: deselected, and counted in
+the summary line, on the other backends)."""
 
 import keras
 import numpy as np
@@ -16,12 +16,9 @@ import keras_bigmodel as kbm
 E = kbm.explain
 RNG = np.random.default_rng(0)
 pytestmark = [
-    pytest.mark.not_tensorflow,
+    pytest.mark.torch_only,
     pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients"),
     pytest.mark.filterwarnings("ignore:Setting forward, backward hooks and attributes"),
-    pytest.mark.skipif(
-        keras.backend.backend() != "torch", reason="captum runs on the PyTorch backend only"
-    ),
 ]
 TOL = {"atol": 1e-5, "rtol": 1e-5}
 

@@ -7,9 +7,6 @@ from keras import ops
 
 from keras_bigmodel.multitask import aggregate
 
-torch = pytest.importorskip("torch")
-aggregation = pytest.importorskip("torchjd.aggregation")
-
 RNG = np.random.default_rng(3)
 G = RNG.normal(size=(4, 7))
 G[1] = -0.6 * G[0] + 0.5 * G[1]
@@ -17,7 +14,10 @@ G[1] = -0.6 * G[0] + 0.5 * G[1]
 
 @pytest.mark.tensorflow_only
 def test_aggregate_equals_torchjd_within_1e_5():
+    # torch and torchjd are test dependencies (setup.cfg): imported here, not skipped.
     import tensorflow as tf
+    import torch
+    from torchjd import aggregation
 
     cases = {
         "upgrad": (aggregation.UPGrad(), G),
