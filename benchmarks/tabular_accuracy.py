@@ -13,7 +13,7 @@ the rows are split 75/25, stratified, into a training and a test CSV; then
   `OneHotEncoder`), into the same MLP;
 - **by hand, complete rows**: the *complete* rows (no missing value), numeric columns standardized
   with the training mean and standard deviation (scikit-learn's `StandardScaler`),
-  string columns one-hot encoded, into the same MLP (Dense 64 gelu, Dense 32 gelu,
+  string columns one-hot encoded, into the same MLP (Dense 64 silu, Dense 32 silu,
   softmax), optimizer, epochs, batch size and the same 80% of the training rows the
   CLI trains on (it holds 20% out for validation), evaluated on the same test rows.
 
@@ -151,8 +151,8 @@ def _by_hand(name, train, test, seed, epochs):
 
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((features(fit[:1]).shape[1],))
-    x = keras.layers.Dense(64, activation="gelu")(inputs)
-    x = keras.layers.Dense(32, activation="gelu")(x)
+    x = keras.layers.Dense(64, activation="silu")(inputs)
+    x = keras.layers.Dense(32, activation="silu")(x)
     model = keras.Model(inputs, keras.layers.Dense(len(classes), activation="softmax")(x))
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
     model.fit(features(fit), y[fit], batch_size=32, epochs=epochs or 10, verbose=0)
@@ -214,8 +214,8 @@ def _by_hand_same_cells(paths, label, seed, epochs):
     keras.utils.set_random_seed(seed)
     train_x = features(x_num[fit], x_str[fit])
     inputs = keras.Input((train_x.shape[1],))
-    h = keras.layers.Dense(64, activation="gelu")(inputs)
-    h = keras.layers.Dense(32, activation="gelu")(h)
+    h = keras.layers.Dense(64, activation="silu")(inputs)
+    h = keras.layers.Dense(32, activation="silu")(h)
     model = keras.Model(inputs, keras.layers.Dense(len(classes), activation="softmax")(h))
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
     model.fit(train_x, y[fit], batch_size=32, epochs=epochs or 10, verbose=0)

@@ -30,6 +30,7 @@ import zoo
 from keras_bigmodel.compress import ProbabilityDistillation
 from keras_bigmodel.compress.pruning import PrunedLayer
 from keras_bigmodel.compress.qat import QuantizeAwareLayer
+from keras_bigmodel.data.tabular import TabularEncoding
 from keras_bigmodel.layers import MultiTaskHead
 from keras_bigmodel.layers.multi_task_head import task_outputs
 from keras_bigmodel.models import PresetModel
@@ -164,6 +165,26 @@ def _wrapper_in(build, cls):
     return make, model
 
 
+def _tabular():
+    return zoo.build("tabular", **zoo.get_preset("tabular").tiny)
+
+
+def _tabular_encoding_case():
+    def make():
+        return next(l for l in _tabular()._flatten_layers() if isinstance(l, TabularEncoding))
+
+    def model(_):
+        built = _tabular()
+        rows = np.stack(
+            [RNG.uniform(size=32), 10.0 + RNG.normal(size=32), RNG.integers(0, 2, 32)], axis=1
+        ).astype("float32")
+        rows[::5, 0] = np.nan  # missing cells, imputed inside the model
+        labels = keras.utils.to_categorical((rows[:, 1] > 10).astype(int), 3).astype("float32")
+        return built, rows, labels
+
+    return make, model
+
+
 CASES = [
     ObjectCase(TaskLoss, lambda: TaskLoss("mse", task="reg", mask_value=-1.0), _with_task_loss),
     ObjectCase(
@@ -188,6 +209,7 @@ CASES = [
     ObjectCase(MultiTaskModel, _multitask_model, _compiled_multitask_model),
     ObjectCase(PrunedLayer, *_wrapper_in(_pruned, PrunedLayer)),
     ObjectCase(QuantizeAwareLayer, *_wrapper_in(_quantize_aware, QuantizeAwareLayer)),
+    ObjectCase(TabularEncoding, *_tabular_encoding_case()),
 ]
 BY_ID = {case.id: case for case in CASES}
 

@@ -99,7 +99,7 @@ class TabularView(DataView):
 def tabular(
     columns=DEFAULT_COLUMNS,
     hidden_units=(64, 32),
-    activation="gelu",
+    activation="silu",
     dropout=0.0,
     num_classes=3,
     regression=False,
@@ -114,8 +114,9 @@ def tabular(
             numeric ones with their training mean and variance, categorical ones with
             their vocabulary. `train` fits them to the data.
         hidden_units: Widths of the hidden layers.
-        activation: Their activation; GELU by default: smooth, so that path methods
-            (integrated gradients) add up to the change they explain.
+        activation: Their activation; SiLU by default: smooth, so that path methods
+            (integrated gradients) add up to the change they explain, and exported by
+            every ONNX converter (tf2onnx has no kernel for the erfc of exact GELU).
         dropout: Dropout after each hidden layer.
         num_classes: Classes of the softmax output (or, with `regression=True`, the
             number of regression targets).
