@@ -208,13 +208,13 @@ class TabularEncoding(keras.layers.Layer):
         x = ops.cast(inputs, "float32")
         parts = []
         if self._numeric:
-            values = ops.take(x, self._numeric, axis=1)
+            values = _columns(x, self._numeric)
             missing = ops.isnan(values)
             filled = ops.where(missing, ops.convert_to_tensor(self._means)[None, :], values)
             parts.append(self.normalization(filled))
             if self._indicator:
                 where = [self._numeric.index(i) for i in self._indicator]
-                parts.append(ops.cast(ops.take(missing, where, axis=1), "float32"))
+                parts.append(ops.cast(_columns(missing, where), "float32"))
         for i, encoder in zip(self._categorical, self.encoders):
             size = len(self.columns[i]["vocabulary"])
             index = x[:, i]
@@ -231,6 +231,17 @@ class TabularEncoding(keras.layers.Layer):
         config.pop("dtype", None)
         config["columns"] = [dict(c) for c in self.columns]
         return config
+
+
+def _columns(x, indices: list[int]):
+    """Columns `indices` of `x`, by slicing (a `take` becomes `aten::ravel` on PyTorch,
+    which torch.onnx cannot export)."""
+    runs, start = [], indices[0]
+    for a, b in zip(indices, indices[1:] + [None]):
+        if b != a + 1:  # contiguous runs are one slice each
+            runs.append(x[:, start : a + 1])
+            start = b
+    return runs[0] if len(runs) == 1 else ops.concatenate(runs, axis=1)
 
 
 def fit_columns(schema: Sequence[Mapping], matrix: np.ndarray) -> list[dict]:
