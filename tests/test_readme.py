@@ -35,12 +35,14 @@ BLOCKS = [
 # afresh, and every page runs in the same directory, so files a page writes are there
 # for the pages after it.
 RUNNER = """
-import json, sys, traceback
+import json, sys, time, traceback
 namespaces = {}
 for i, (where, block) in enumerate(json.loads(sys.stdin.read())):
     namespace = namespaces.setdefault(where, {"__name__": "__docs__"})
+    began = time.time()
     try:
         exec(compile(block, f"{where}, python block {i + 1}", "exec"), namespace)
+        print(f"TIME {where} {i + 1} {time.time() - began:.1f}", file=sys.stderr)
     except Exception:
         traceback.print_exc()
         sys.exit(f"{where}: python block {i + 1} failed")
