@@ -171,7 +171,8 @@ def _tabular():
 
 def _tabular_encoding_case():
     def make():
-        return next(l for l in _tabular()._flatten_layers() if isinstance(l, TabularEncoding))
+        layers = _tabular()._flatten_layers()
+        return next(layer for layer in layers if isinstance(layer, TabularEncoding))
 
     def model(_):
         built = _tabular()
