@@ -12,9 +12,10 @@ import sys
 
 import numpy as np
 import pytest
+from cli_helpers import one_line_error, run
+from data_files import digits_csv, digits_subset, write_image_folder
 from PIL import Image
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
-from test_data import digits_csv, digits_subset, write_image_folder
 
 import keras_bigmodel as kbm
 import keras_bigmodel_cli as cli
@@ -27,21 +28,6 @@ CNN = ["--set", "filters=8", "--set", "dense_units=32"]
 # Example counts are multiples of the batch sizes: on JAX a smaller last batch would be
 # one more XLA compilation.
 B16 = ["--batch-size", "16"]
-
-
-def run(capsys, *args):
-    """`keras-bigmodel ARGS` in this process: (exit status, stdout, stderr)."""
-    code = cli.main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(capsys, *args):
-    code, out, err = run(capsys, *args)
-    lines = err.strip().splitlines()
-    assert code == 1, (code, out[-2000:], err[-2000:])
-    assert len(lines) == 1 and lines[0].startswith("keras-bigmodel: error: "), err
-    return lines[0][len("keras-bigmodel: error: ") :]
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from test_data import digits_subset, write_image_folder
+from data_files import digits_subset, write_image_folder
 
 import keras_bigmodel_cli as cli
 

@@ -2,60 +2,16 @@
 into a Dataset that Keras streams on every backend; each bad-data message by type and
 text. The helpers at the top write real digits as files (tests/test_cli*.py use them)."""
 
-import csv
 import os
 
 import keras
 import numpy as np
 import pytest
+from data_files import digits_csv, digits_subset, to_uint8, write_csv, write_image_folder
 from PIL import Image
 
 from keras_bigmodel import data
 from keras_bigmodel.data import ClassMismatchError, DataError, load
-
-
-# ------------------------------------------------------------------------ helpers
-def digits_subset(classes=(0, 1, 2), per_class=20, split="train"):
-    """Real digits of the given classes: images (n, 8, 8, 1) in [0, 1], labels."""
-    digits = data.load_digits()
-    x, y = (digits.x_train, digits.y_train) if split == "train" else (digits.x_test, digits.y_test)
-    keep = np.concatenate([np.flatnonzero(y == c)[:per_class] for c in classes])
-    return x[keep], y[keep]
-
-
-def to_uint8(images):
-    return np.round(np.asarray(images)[..., 0] * 255).astype("uint8")
-
-
-def write_image_folder(root, images, labels, names=None, scale=1, mode="L"):
-    """One sub-folder per class, one PNG per image (upscaled `scale` times)."""
-    root = str(root)
-    for i, (image, label) in enumerate(zip(to_uint8(images), labels)):
-        folder = os.path.join(root, names[label] if names else str(label))
-        os.makedirs(folder, exist_ok=True)
-        picture = Image.fromarray(image, "L")
-        if scale != 1:
-            picture = picture.resize((8 * scale, 8 * scale), Image.NEAREST)
-        picture.convert(mode).save(os.path.join(folder, f"{i:04d}.png"))
-    return root
-
-
-def write_csv(path, rows, header):
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return str(path)
-
-
-def digits_csv(path, images, labels, names=None, extra=None):
-    """64 pixel columns p0..p63 and a 'label' column (class names if given)."""
-    header = [f"p{i}" for i in range(64)] + ["label"] + list(extra or {})
-    rows = []
-    for i, (image, label) in enumerate(zip(images, labels)):
-        row = [f"{v:.6f}" for v in image.reshape(-1)] + [names[label] if names else int(label)]
-        rows.append(row + [values[i] for values in (extra or {}).values()])
-    return write_csv(path, rows, header)
 
 
 # ------------------------------------------------------------------------- images

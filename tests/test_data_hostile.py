@@ -14,9 +14,9 @@ import zipfile
 
 import numpy as np
 import pytest
+from cli_helpers import one_line_error, run
+from data_files import digits_subset, write_image_folder
 from PIL import Image
-from test_cli import one_line_error, run
-from test_data import digits_subset, write_image_folder
 
 from keras_bigmodel import fileio
 from keras_bigmodel.data import DataError, load

@@ -4,9 +4,9 @@ an image folder and on a CSV."""
 
 import numpy as np
 import pytest
+from data_files import digits_csv, digits_subset, write_image_folder
 from explain_helpers import ZEROS, numpy_init
 from PIL import Image
-from test_data import digits_csv, digits_subset, write_image_folder
 
 import keras_bigmodel as kbm
 import keras_bigmodel_cli as cli

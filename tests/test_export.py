@@ -7,52 +7,22 @@ import os
 import keras
 import numpy as np
 import pytest
+from export_helpers import keras_outputs, sample_inputs, small_preset
 
 import keras_bigmodel as kbm
 import zoo
 from keras_bigmodel.validation import UnsupportedBackendError
 
 BACKEND = keras.backend.backend()
-# Small versions of every preset: the exporters' work grows with the graph, not the data.
-SMALL = {
-    "attention_rnn": {"units": 8, "attention_units": 4},
-    "cnn": {"input_shape": (8, 8, 1), "filters": 4, "dense_units": 8},
-    "crossmodal": {
-        "image_shape": (8, 8, 1),
-        "sequence_shape": (4, 4),
-        "image_filters": 4,
-        "image_units": 8,
-        "sequence_units": 8,
-        "attention_units": 4,
-        "fusion_units": 8,
-    },
-    "multitask": {"trunk_units": (16,)},
-    "rnn": {"units": 8},
-}
-
-
-def _small(name):
-    return zoo.build(name, **SMALL.get(name, {}))
-
-
-def _inputs(model, batch, seed=0):
-    rng = np.random.default_rng(seed)
-    return keras.tree.map_structure(
-        lambda t: rng.uniform(size=(batch,) + tuple(t.shape[1:])).astype("float32"), model.input
-    )
-
-
-def _keras_outputs(model, x):
-    return [np.asarray(keras.ops.convert_to_numpy(o)) for o in keras.tree.flatten(model(x))]
 
 
 def test_onnx_matches_keras_for_every_preset(tmp_path):
     for name in zoo.list_presets():
-        model = _small(name)
-        x = _inputs(model, batch=3)  # the batch dimension stays dynamic
+        model = small_preset(name)
+        x = sample_inputs(model, batch=3)  # the batch dimension stays dynamic
         path = kbm.compress.export_onnx(model, tmp_path / f"{name}.onnx")
         outputs = kbm.compress.run_onnx(path, x)
-        expected = _keras_outputs(model, x)
+        expected = keras_outputs(model, x)
         assert len(outputs) == len(expected), name
         for got, want in zip(outputs, expected):
             np.testing.assert_allclose(got, want, atol=1e-5, err_msg=name)
@@ -62,17 +32,17 @@ def test_onnx_matches_keras_for_every_preset(tmp_path):
 def test_onnx_names_inputs_and_outputs_after_the_model(tmp_path):
     import onnxruntime
 
-    model = _small("multitask")
+    model = small_preset("multitask")
     path = kbm.compress.export_onnx(model, tmp_path / "m.onnx", batch_size=2)
     session = onnxruntime.InferenceSession(path)
     assert [i.name for i in session.get_inputs()] == ["features"]
     assert [i.shape[0] for i in session.get_inputs()] == [2]
     assert [o.name for o in session.get_outputs()] == ["task1", "task2"]
-    fusion = _small("fusion")
-    x = _inputs(fusion, batch=2)
+    fusion = small_preset("fusion")
+    x = sample_inputs(fusion, batch=2)
     path = kbm.compress.export_onnx(fusion, tmp_path / "f.onnx")
     by_name = kbm.compress.run_onnx(path, dict(zip(["input_1", "input_2"], x)))
-    np.testing.assert_allclose(by_name[0], _keras_outputs(fusion, x)[0], atol=1e-6)
+    np.testing.assert_allclose(by_name[0], keras_outputs(fusion, x)[0], atol=1e-6)
     with pytest.raises(ValueError, match=r"pass a dict keyed by \['input_1', 'input_2'\]"):
         kbm.compress.run_onnx(path, x[0])
     with pytest.raises(ValueError, match=r"Unknown input name\(s\) \['image'\]"):
@@ -103,7 +73,7 @@ def test_plain_keras_max_pooling_onnx_control(tmp_path):
 
 
 def test_export_onnx_errors(tmp_path):
-    model = _small("fusion")
+    model = small_preset("fusion")
     with pytest.raises(ValueError, match=r"`path` must end in '.onnx'"):
         kbm.compress.export_onnx(model, tmp_path / "m.bin")
     with pytest.raises(ValueError, match="`batch_size` must be a positive integer or None"):
@@ -125,8 +95,8 @@ LITERT_PRESETS = ("multitask", "crossmodal")
 @pytest.mark.tensorflow_only
 def test_litert_interpreter_matches_keras(tmp_path):
     for name in LITERT_PRESETS:
-        model = _small(name)
-        x = _inputs(model, batch=1)
+        model = small_preset(name)
+        x = sample_inputs(model, batch=1)
         path = kbm.compress.export_tflite(model, tmp_path / f"{name}.tflite", quantization=None)
         feed = (
             dict(
@@ -135,15 +105,15 @@ def test_litert_interpreter_matches_keras(tmp_path):
             if len(model.inputs) > 1
             else x
         )
-        for got, want in zip(kbm.compress.run_tflite(path, feed), _keras_outputs(model, x)):
+        for got, want in zip(kbm.compress.run_tflite(path, feed), keras_outputs(model, x)):
             np.testing.assert_allclose(got, want, atol=1e-5, err_msg=name)
 
 
 @pytest.mark.tensorflow_only
 def test_litert_quantization_shrinks_the_file_and_keeps_outputs_close(tmp_path):
     model = zoo.build("cnn", input_shape=(16, 16, 3))
-    x = _inputs(model, batch=1)
-    want = _keras_outputs(model, x)[0]
+    x = sample_inputs(model, batch=1)
+    want = keras_outputs(model, x)[0]
     sizes = {}
     for quantization, atol in ((None, 1e-5), ("float16", 2e-3), ("dynamic", 2e-2)):
         path = kbm.compress.export_tflite(model, tmp_path / f"{quantization}.tflite", quantization)
@@ -170,7 +140,7 @@ def test_plain_keras_litert_export_of_an_lstm_needs_flex_ops(tmp_path):
 
 @pytest.mark.tensorflow_only
 def test_export_tflite_errors(tmp_path):
-    model = _small("rnn")
+    model = small_preset("rnn")
     with pytest.raises(ValueError, match="`quantization` must be one of"):
         kbm.compress.export_tflite(model, tmp_path / "m.tflite", quantization="int2")
     with pytest.raises(ValueError, match=r"`path` must end in '.tflite'"):
@@ -185,4 +155,4 @@ def test_export_tflite_errors(tmp_path):
 @pytest.mark.not_tensorflow
 def test_litert_conversion_says_it_needs_tensorflow(tmp_path):
     with pytest.raises(UnsupportedBackendError, match="needs the TensorFlow backend"):
-        kbm.compress.export_tflite(_small("rnn"), tmp_path / "m.tflite")
+        kbm.compress.export_tflite(small_preset("rnn"), tmp_path / "m.tflite")

@@ -8,7 +8,7 @@ import os
 import keras
 import numpy as np
 import pytest
-from test_export import _inputs, _keras_outputs, _small
+from export_helpers import keras_outputs, sample_inputs, small_preset
 
 import keras_bigmodel as kbm
 
@@ -34,15 +34,15 @@ def _close(got, want, atol, what):
 
 def test_int8_onnx_matches_keras_and_runs_every_product_in_int8(tmp_path):
     for name in ONNX_PRESETS:
-        model = _small(name)
-        x = _inputs(model, batch=24)
+        model = small_preset(name)
+        x = sample_inputs(model, batch=24)
         path = kbm.compress.export_onnx(
             model, tmp_path / f"{name}.onnx", quantization="int8", calibration_data=x
         )
         runtime = kbm.compress.open_runtime(path)
         got = keras.tree.flatten(runtime.predict(x, batch_size=10))  # 10 + 10 + 4
         # int8 activations of probabilities in [0, 1]: steps of 1/255 or so.
-        _close(got, _keras_outputs(model, x), 0.03, name)
+        _close(got, keras_outputs(model, x), 0.03, name)
         coverage = kbm.compress.op_coverage(path)
         assert coverage["int8_share"] == 1.0 and coverage["macs"] > 0, (name, coverage)
         assert runtime.output_names == kbm.compress.export.output_names(model), name
@@ -53,14 +53,14 @@ def test_int8_litert_matches_keras_with_float_io(tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
     for name in LITERT_PRESETS:
-        model = _small(name)
-        x = _inputs(model, batch=24)
+        model = small_preset(name)
+        x = sample_inputs(model, batch=24)
         path = kbm.compress.export_tflite(
             model, tmp_path / f"{name}.tflite", quantization="int8", representative_data=x
         )
         runtime = kbm.compress.open_runtime(path)
         assert runtime.batch_size == 1  # converted at batch 1; run at 32 (resized or padded)
-        _close(keras.tree.flatten(runtime.predict(x)), _keras_outputs(model, x), 0.03, name)
+        _close(keras.tree.flatten(runtime.predict(x)), keras_outputs(model, x), 0.03, name)
         assert kbm.compress.op_coverage(path)["int8_share"] == 1.0, name
         details = Interpreter(model_path=path).get_signature_runner()
         # Float in, float out: the file quantizes and dequantizes at its edges.
@@ -78,7 +78,7 @@ def test_int8_litert_matches_keras_with_float_io(tmp_path):
 
 
 def test_int8_exports_need_calibration_data(tmp_path):
-    model = _small("fusion")
+    model = small_preset("fusion")
     with pytest.raises(ValueError, match="int8 quantization needs `calibration_data`"):
         kbm.compress.export_onnx(model, tmp_path / "m.onnx", quantization="int8")
     with pytest.raises(ValueError, match=r"`quantization` must be one of \['dynamic', 'int8'\]"):
@@ -125,9 +125,9 @@ def test_op_coverage_counts_multiply_adds_by_kind(tmp_path):
 
 
 def test_open_runtime_takes_arrays_lists_and_dicts_at_any_batch_size(tmp_path):
-    model = _small("fusion")  # two inputs
-    x = _inputs(model, batch=7)
-    want = _keras_outputs(model, x)[0]
+    model = small_preset("fusion")  # two inputs
+    x = sample_inputs(model, batch=7)
+    want = keras_outputs(model, x)[0]
     fixed = kbm.compress.export_onnx(model, tmp_path / "fixed.onnx", batch_size=4)
     runtime = kbm.compress.open_runtime(fixed, threads=1)
     assert runtime.batch_size == 4 and runtime.input_names == ["input_1", "input_2"]
@@ -155,8 +155,8 @@ def test_open_runtime_takes_arrays_lists_and_dicts_at_any_batch_size(tmp_path):
 
 
 def test_runtime_model_stands_in_for_the_keras_model(tmp_path):
-    model = _small("multitask")
-    x = _inputs(model, batch=6)
+    model = small_preset("multitask")
+    x = sample_inputs(model, batch=6)
     directory = tmp_path / "exported"
     directory.mkdir()
     path = kbm.compress.export_onnx(model, directory / "model.onnx")

@@ -15,8 +15,8 @@ import textwrap
 
 import numpy as np
 import pytest
+from cli_helpers import one_line_error, run
 from tables import penguins_csv
-from test_cli import one_line_error, run
 
 import keras_bigmodel as kbm
 from keras_bigmodel.data import encode_rows
@@ -100,7 +100,7 @@ def test_train_tabular_on_the_file_as_shipped(penguins, capsys):
     code, out, err = run(capsys, "explain", out_dir, "--data", table, "--samples", "3",
                          "--out", root / "why.png")  # fmt: skip
     assert code == 0 and "integrated_gradients of 3 examples" in out, err
-    from test_data import digits_subset, write_image_folder
+    from data_files import digits_subset, write_image_folder
 
     images = write_image_folder(root / "imgs", *digits_subset(per_class=1))
     assert one_line_error(
