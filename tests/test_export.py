@@ -156,3 +156,23 @@ def test_export_tflite_errors(tmp_path):
 def test_litert_conversion_says_it_needs_tensorflow(tmp_path):
     with pytest.raises(UnsupportedBackendError, match="needs the TensorFlow backend"):
         kbm.compress.export_tflite(small_preset("rnn"), tmp_path / "m.tflite")
+
+
+@pytest.mark.tensorflow_only
+def test_keras_normalization_exports_its_constants_as_onnx_inputs(tmp_path):
+    """The plain-Keras control behind TabularEncoding's own standardization: a Keras
+    `Normalization` layer exported through tf2onnx gets its mean and variance as extra
+    graph inputs. TabularEncoding keeps them in the layer's variables and exports with
+    one input (the tabular preset in the test above). When this starts failing, the
+    workaround can go."""
+    import onnxruntime
+
+    inputs = keras.Input((3,), name="features")
+    normalized = keras.layers.Normalization(mean=[1.0, 2.0, 3.0], variance=[1.0, 4.0, 9.0])
+    model = keras.Model(inputs, keras.layers.Dense(2)(normalized(inputs)))
+    model(np.zeros((1, 3), "float32"))
+    path = kbm.compress.export_onnx(model, tmp_path / "norm.onnx")
+    assert len(onnxruntime.InferenceSession(path).get_inputs()) == 3
+    tabular = zoo.build("tabular", **zoo.get_preset("tabular").tiny)
+    path = kbm.compress.export_onnx(tabular, tmp_path / "tabular.onnx")
+    assert [i.name for i in onnxruntime.InferenceSession(path).get_inputs()] == ["features"]

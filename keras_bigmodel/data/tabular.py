@@ -168,12 +168,12 @@ class TabularEncoding(keras.layers.Layer):
         self._categorical = [i for i, c in enumerate(self.columns) if c["kind"] == "categorical"]
         if self._numeric:
             num = [self.columns[i] for i in self._numeric]
-            self.normalization = keras.layers.Normalization(
-                mean=[c["mean"] for c in num],
-                variance=[c["variance"] for c in num],
-                dtype="float32",
-                name="normalization",
-            )
+            # Keras's Normalization holds the mean and variance (set in build); `call`
+            # applies its formula to those variables itself: Normalization's own call
+            # uses eager constants, which tf2onnx exports as extra graph inputs (a plain
+            # Keras model does the same: tests/test_export.py).
+            self.normalization = keras.layers.Normalization(dtype="float32", name="normalization")
+            self._variances = np.asarray([c["variance"] for c in num], "float32")
             self._means = np.asarray([c["mean"] for c in num], "float32")
         self.encoders = [
             keras.layers.CategoryEncoding(
@@ -201,6 +201,8 @@ class TabularEncoding(keras.layers.Layer):
             )
         if self._numeric:
             self.normalization.build((None, len(self._numeric)))
+            self.normalization.adapt_mean.assign(self._means)
+            self.normalization.adapt_variance.assign(self._variances)
         for encoder in self.encoders:
             encoder.build((None,))
 
@@ -211,7 +213,9 @@ class TabularEncoding(keras.layers.Layer):
             values = _columns(x, self._numeric)
             missing = ops.isnan(values)
             filled = ops.where(missing, ops.convert_to_tensor(self._means)[None, :], values)
-            parts.append(self.normalization(filled))
+            norm = self.normalization
+            scale = ops.maximum(ops.sqrt(norm.adapt_variance), keras.backend.epsilon())
+            parts.append((filled - norm.adapt_mean) / scale)
             if self._indicator:
                 where = [self._numeric.index(i) for i in self._indicator]
                 parts.append(ops.cast(_columns(missing, where), "float32"))
