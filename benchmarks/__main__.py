@@ -25,7 +25,13 @@ BACKENDS = ("tensorflow", "jax", "torch")
 EVERY_BACKEND = ("attention", "presets", "int8", "runtimes")
 
 
-PROJECTION_TARGET = 1.05  # ours / projection, train step, large shape
+# The reference run's target against a "projection" that did more work than the projection
+# (a Dense trained with an MSE over its whole output); report.py still draws that run with
+# it. New runs are judged against the honest floor below.
+PROJECTION_TARGET = 1.05
+# ours / floor (the projection, average pooling and the same softmax head), train step:
+# with the backend's compiler, and without (eager JAX and PyTorch, TensorFlow's graph).
+FLOOR_TARGETS = {True: 1.10, False: 1.15}
 
 
 def targets(report: dict) -> list[str]:
@@ -38,18 +44,18 @@ def targets(report: dict) -> list[str]:
                 lines.append(f"{label}: not measured ({r['error'][:120]})")
                 continue
             vs_doc = r["vs_documents"]["median"]
-            lines.append(
+            line = (
                 f"{label}: ours/documents {vs_doc:.3f} (target <= 1.0): "
                 f"{'met' if vs_doc <= 1.0 else 'MISSED'}"
             )
-            if r["shape"] == "large" and r["phase"] == "train step":
-                vs_proj = r["vs_projection"]["median"]
-                lines.append(
-                    f"   ours/projection {vs_proj:.3f} (target <= {PROJECTION_TARGET}): "
-                    f"{'met' if vs_proj <= PROJECTION_TARGET else 'MISSED'}; "
-                    f"ours/bare {r['vs_bare']['median']:.3f}, bare/projection "
-                    f"{r['bare_vs_projection']['median']:.3f}"
+            if r["phase"] == "train step" and "vs_floor" in r:
+                floor, target = r["vs_floor"]["median"], FLOOR_TARGETS[bool(r["xla"])]
+                line += (
+                    f"; ours/floor {floor:.3f} (target <= {target}): "
+                    f"{'met' if floor <= target else 'MISSED'}; ours/bare "
+                    f"{r['vs_bare']['median']:.3f}"
                 )
+            lines.append(line)
     if "presets" in report:
         for r in report["presets"]:
             if "seconds" not in r:
