@@ -16,8 +16,16 @@ from keras_bigmodel.validation import UnsupportedBackendError
 BACKEND = keras.backend.backend()
 
 
+# On JAX (jax2onnx, the slowest converter) the presets that hold every kind of layer
+# between them: pooling (cnn), LSTM and attention (attention_rnn), image and sequence
+# branches with Fusion and task heads (crossmodal), layered experts (ple), the table
+# encoding (tabular). Every preset on TensorFlow and PyTorch.
+JAX_ONNX_PRESETS = ("attention_rnn", "cnn", "crossmodal", "ple", "tabular")
+
+
 def test_onnx_matches_keras_for_every_preset(tmp_path):
-    for name in zoo.list_presets():
+    names = JAX_ONNX_PRESETS if BACKEND == "jax" else zoo.list_presets()
+    for name in names:
         model = small_preset(name)
         x = sample_inputs(model, batch=3)  # the batch dimension stays dynamic
         path = kbm.compress.export_onnx(model, tmp_path / f"{name}.onnx")
@@ -26,7 +34,7 @@ def test_onnx_matches_keras_for_every_preset(tmp_path):
         assert len(outputs) == len(expected), name
         for got, want in zip(outputs, expected):
             np.testing.assert_allclose(got, want, atol=1e-5, err_msg=name)
-    assert sorted(os.listdir(tmp_path)) == [f"{n}.onnx" for n in zoo.list_presets()]
+    assert sorted(os.listdir(tmp_path)) == [f"{n}.onnx" for n in names]
 
 
 def test_onnx_names_inputs_and_outputs_after_the_model(tmp_path):
