@@ -1,8 +1,10 @@
 """Multi-task optimisation: gradient aggregation methods against tuned equal weighting.
 
-    python -m benchmarks.multitask            # the full run (long: 5 seeds, 4 problems)
+    python -m benchmarks.multitask            # the full run: 3 seeds, 4 problems, every
+                                              # method timed (about 40 min on 2 CPU cores)
     python -m benchmarks.multitask --quick    # a smoke run (about 3 minutes): 2 seeds, one
                                               # problem (MMoE p=0.9), 2 methods timed
+    python -m benchmarks.multitask --parts quality   # one part only (cost or quality)
 
 Two parts, on the Keras backend in use (offline data, seeded):
 
@@ -12,7 +14,10 @@ Two parts, on the Keras backend in use (offline data, seeded):
 2. **Quality**: for each problem, single-task models (one per task), equal weighting
    (EW) with its learning rate tuned on a validation split, uncertainty weighting (UW),
    DWA, and every method of `kbm.multitask.METHODS` (plus MGDA-UB) trained with the EW
-   learning rate. Reported per method: the test metric of each task (mean ± sample std
+   learning rate. The learning rates (of EW and of each single-task model) are picked on
+   the validation split of the first seed from (1e-3, 3e-3, 1e-2, 3e-2) and kept for the
+   other seeds, so every seed after the first is a fresh draw of data and initialisation
+   at fixed hyperparameters. Reported per method: the test metric of each task (mean ± sample std
    over seeds) and Delta_m, the mean relative improvement over the single-task models,
    as LibMTL computes it: `Delta_m = 100 / K * sum_k (-1)^{l_k} (M_k - B_k) / B_k`
    (`l_k = 1` when lower is better), so positive is better.
@@ -72,7 +77,7 @@ def problems(quick: bool, seed: int):
     """`{name: (splits, tasks)}`; `tasks[t] = (kind, units)` with kind "reg" or "cls"."""
     rng = np.random.default_rng(seed)
     out = {}
-    n = 1000 if quick else 12000
+    n = 1000 if quick else 6000
     settings = (("mmoe_p0.9", 0.9),) if quick else (("mmoe_p0.9", 0.9), ("mmoe_p0.1", 0.1))
     for name, corr in settings:
         x, ys, _ = mmoe_synthetic(n, corr, rng)
@@ -186,24 +191,28 @@ def _val_score(scores, tasks):
 
 def quality(quick: bool, seeds):
     lrs = (1e-2,) if quick else (1e-3, 3e-3, 1e-2, 3e-2)
-    epochs = 2 if quick else 30
+    epochs = 2 if quick else 20
     variants = ["uw", "dwa", *METHODS, "mgda_ub"]
     results = {}
+    chosen = {}  # (problem, task or "ew") -> the learning rate picked on the first seed
+
+    def tuned(key, data, tasks, seed):
+        """(lr, (val, test)): over the grid on the first seed, at its pick afterwards."""
+        grid = (chosen[key],) if key in chosen else lrs
+        runs = [(lr, _train("ew", data, tasks, lr, epochs, batch, seed)) for lr in grid]
+        best = max(runs, key=lambda r: _val_score(r[1][0], tasks))
+        chosen[key] = best[0]
+        return best
+
     for seed in seeds:
         for name, (data, tasks) in problems(quick, seed).items():
             batch = 64 if quick else 128
             # single-task baselines, each with its own tuned learning rate
             base = {}
             for t in tasks:
-                one = {t: tasks[t]}
                 sub = [(x, {t: y[t]}) for x, y in data]
-                best = max(
-                    (_train("ew", sub, one, lr, epochs, batch, seed) for lr in lrs),
-                    key=lambda r: _val_score(r[0], one),
-                )
-                base[t] = best[1][t]
-            tuned = [(lr, _train("ew", data, tasks, lr, epochs, batch, seed)) for lr in lrs]
-            lr, (_, ew_test) = max(tuned, key=lambda r: _val_score(r[1][0], tasks))
+                base[t] = tuned((name, t), sub, {t: tasks[t]}, seed)[1][1][t]
+            lr, (_, ew_test) = tuned((name, "ew"), data, tasks, seed)
             runs = {"ew (tuned lr)": ew_test}
             for variant in variants:
                 runs[variant] = _train(variant, data, tasks, lr, epochs, batch, seed)[1]
@@ -313,25 +322,56 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.multitask")
     parser.add_argument("--quick", action="store_true", help="a smoke run (< 3 minutes)")
     parser.add_argument("--out", default=os.path.join("benchmarks", "results-multitask"))
+    parser.add_argument(
+        "--parts",
+        default="cost,quality",
+        help="comma-separated parts to run: cost, quality (a part not run keeps its "
+        "results from --out's results.json)",
+    )
     args = parser.parse_args(argv)
+    parts = set(args.parts.split(","))
+    if not parts or not parts <= {"cost", "quality"}:
+        parser.error(f"--parts must name cost and/or quality; received {args.parts!r}")
     os.makedirs(args.out, exist_ok=True)
-    seeds = (0, 1) if args.quick else (0, 1, 2, 3, 4)
+    path = os.path.join(args.out, "results.json")
+    previous = {}
+    if parts != {"cost", "quality"}:
+        if not os.path.exists(path):
+            parser.error(f"--parts {args.parts} needs the other part's results in {path}")
+        with open(path) as f:
+            previous = json.load(f)
+        if previous.get("quick") != args.quick:
+            parser.error(f"{path} holds a run with quick={previous.get('quick')}")
+        if previous.get("backend") != keras.backend.backend():
+            parser.error(f"{path} holds a run on {previous.get('backend')}")
+    seeds = (0, 1) if args.quick else (0, 1, 2)
     start = time.perf_counter()
-    print("step cost against equal weighting:", flush=True)
-    cost = step_costs(args.quick)
-    print("quality:", flush=True)
-    results = quality(args.quick, seeds)
+    seconds = dict(previous.get("part_seconds", {}))
+    if "cost" in parts:
+        print("step cost against equal weighting:", flush=True)
+        cost = step_costs(args.quick)
+        seconds["cost"] = time.perf_counter() - start
+    else:
+        cost = {int(k): v for k, v in previous["cost"].items()}
+    if "quality" in parts:
+        print("quality:", flush=True)
+        begin = time.perf_counter()
+        results = quality(args.quick, seeds)
+        seconds["quality"] = time.perf_counter() - begin
+    else:
+        results = previous["quality"]
     report = {
         "quick": args.quick,
         "backend": keras.backend.backend(),
         "keras": keras.__version__,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-        "seconds": time.perf_counter() - start,
+        "seconds": sum(seconds.values()),
+        "part_seconds": seconds,
         "seeds": list(seeds),
         "cost": cost,
         "quality": results,
     }
-    with open(os.path.join(args.out, "results.json"), "w") as f:
+    with open(path, "w") as f:
         json.dump(report, f, indent=1)
     _figure(results, os.path.join(args.out, "multitask.png"))
     print(_tables(cost, results))

@@ -12,9 +12,11 @@ pass of the weighted loss `sum_k w_k L_k`.
 Everything is written with `keras.ops` (no SciPy, no cvxpy), so it runs on
 TensorFlow, JAX and PyTorch, inside a compiled training step. The small
 optimisation problems (MGDA's min-norm point, UPGrad's dual-cone projections,
-CAGrad's inner problem, Nash-MTL's bargaining solution) are solved by fixed numbers
-of iterations of accelerated projected gradient (MGDA, UPGrad), projected gradient
-(CAGrad) or damped Newton (Nash-MTL) steps; `max_iter` sets the number.
+CAGrad's inner problem, Nash-MTL's bargaining solution) are solved by accelerated
+projected gradient (MGDA, UPGrad, CAGrad) or damped Newton (Nash-MTL) steps, until a
+step changes the solution by less than a few units of the dtype's rounding error, or
+after `max_iter` steps. The stopping test matters most on PyTorch, which runs the
+loop step by step: a converged problem stops after tens of steps, not `max_iter`.
 
 Methods (`METHODS`) and conventions:
 
@@ -101,6 +103,8 @@ _OPTIONS = {
     "famo": ("losses", "logits", "min_losses"),
 }
 _EPS = 1e-12
+# Solvers stop when a step moves the solution by at most this many dtype epsilons.
+_TOLERANCE = 4.0
 
 
 # ------------------------------------------------------------------------ checks
@@ -170,22 +174,44 @@ def _project_simplex(v):
     return ops.maximum(v - theta, 0.0)
 
 
-def _fista(grad_fn, project, x0, step, iters):
-    """Accelerated projected gradient with gradient-based adaptive restart."""
+def _until_converged(step, x0, state, max_iter):
+    """Runs `x, state = step(x, state)` until `x` moves by at most `_TOLERANCE` dtype
+    epsilons (its largest absolute change), or `max_iter` times. Returns the last `x`."""
+    tol = _TOLERANCE * _dtype_eps(x0)
+    inf = ops.full((), np.inf, dtype=x0.dtype)
 
-    def body(_, state):
-        x, y, t = state
-        x_new = project(y - step * grad_fn(y))
+    def cond(x, state, change):
+        return change > tol
+
+    def body(x, state, change):
+        x_new, state = step(x, state)
+        return x_new, state, ops.max(ops.abs(x_new - x))
+
+    x, _, _ = ops.while_loop(cond, body, (x0, state, inf), maximum_iterations=max_iter)
+    return x
+
+
+def _fista_step(grad_fn, project, step):
+    """One step of accelerated projected gradient with gradient-based adaptive restart:
+    `(x, (y, t)) -> (x_new, (y_new, t_new))`. `step` may depend on `y` (a callable)."""
+
+    def body(x, state):
+        y, t = state
+        size = step(y) if callable(step) else step
+        x_new = project(y - size * grad_fn(y))
         t_new = 0.5 * (1.0 + ops.sqrt(1.0 + 4.0 * t * t))
         restart = ops.sum((y - x_new) * (x_new - x)) > 0
         t_new = ops.where(restart, ops.ones_like(t_new), t_new)
         momentum = ops.where(restart, ops.zeros_like(t), (t - 1.0) / t_new)
-        y_new = x_new + momentum * (x_new - x)
-        return x_new, y_new, t_new
+        return x_new, (x_new + momentum * (x_new - x), t_new)
 
+    return body
+
+
+def _fista(grad_fn, project, x0, step, iters):
+    """Accelerated projected gradient, from `x0`, until converged or `iters` steps."""
     one = ops.ones((), dtype=x0.dtype)
-    x, _, _ = ops.fori_loop(0, iters, body, (x0, x0, one))
-    return x
+    return _until_converged(_fista_step(grad_fn, project, step), x0, (x0, one), iters)
 
 
 def _dtype_eps(x) -> float:
@@ -271,15 +297,15 @@ def _nash_mtl(m, max_iter=40):
     a = m / norm + 1e-10 * ops.eye(k, dtype=m.dtype)
     alpha0 = ops.ones((k,), dtype=m.dtype) / ops.sqrt(ops.maximum(ops.sum(a), _EPS))
 
-    def body(_, alpha):
+    def newton(alpha, state):
         grad = ops.matmul(a, alpha) - 1.0 / alpha
         hess = a + ops.diag(1.0 / (alpha * alpha))
         delta = -ops.solve(hess, grad[:, None])[:, 0]
         ratio = ops.where(delta < 0, -alpha / ops.where(delta < 0, delta, -1.0), np.inf)
         step = ops.minimum(1.0, 0.95 * ops.min(ratio))
-        return alpha + step * delta
+        return alpha + step * delta, state
 
-    alpha = ops.fori_loop(0, max_iter, body, alpha0)
+    alpha = _until_converged(newton, alpha0, ops.zeros((), dtype=m.dtype), max_iter)
     return alpha / ops.sqrt(norm)
 
 
@@ -293,22 +319,16 @@ def _cagrad(m, c=0.5, rescale=1, max_iter=1000):
     ab = ops.matmul(a, b)
     lam_max = _max_eig(a)
 
-    def grad_and_step(w):
-        aw = ops.matmul(a, w)
-        q = ops.sqrt(ops.maximum(ops.sum(w * aw), 0.0) + 1e-8)
-        return ab + cc * aw / q, 1.0 / (lam_max * (1.0 + cc / q))
+    def quotient(w):
+        return ops.sqrt(ops.maximum(ops.sum(w * ops.matmul(a, w)), 0.0) + 1e-8)
 
-    def body(_, state):
-        w, y, t = state
-        grad, step = grad_and_step(y)
-        w_new = _project_simplex(y - step * grad)
-        t_new = 0.5 * (1.0 + ops.sqrt(1.0 + 4.0 * t * t))
-        restart = ops.sum((y - w_new) * (w_new - w)) > 0
-        t_new = ops.where(restart, ops.ones_like(t_new), t_new)
-        momentum = ops.where(restart, ops.zeros_like(t), (t - 1.0) / t_new)
-        return w_new, w_new + momentum * (w_new - w), t_new
-
-    w, _, _ = ops.fori_loop(0, max_iter, body, (b, b, ops.ones((), dtype=m.dtype)))
+    w = _fista(
+        lambda w: ab + cc * ops.matmul(a, w) / quotient(w),
+        _project_simplex,
+        b,
+        lambda w: 1.0 / (lam_max * (1.0 + cc / quotient(w))),
+        max_iter,
+    )
     gw_norm = ops.sqrt(ops.maximum(ops.sum(w * ops.matmul(a, w)), 0.0))
     weights = b + cc / (gw_norm + 1e-8) * w
     weights = ops.where(trace > _EPS, weights, b)

@@ -156,6 +156,20 @@ def test_pcgrad_is_deterministic_by_seed_and_resolves_conflicts():
 
 
 @pytest.mark.tensorflow_only
+def test_solvers_stop_at_convergence_or_at_max_iter():
+    # a converged solver gives the same weights however many more steps it may take
+    for method in ("mgda", "upgrad", "cagrad", "nash_mtl"):
+        np.testing.assert_allclose(
+            to_np(compiled_aggregate(method, fn=aggregation_weights)),
+            to_np(compiled_aggregate(method, fn=aggregation_weights, max_iter=20000)),
+            atol=1e-6,
+        )
+    # max_iter still caps the loop: one Newton step is not the solution
+    one = to_np(compiled_aggregate("nash_mtl", max_iter=1))
+    assert np.max(np.abs(one - REFERENCES["nash_mtl"]())) > 1e-2
+
+
+@pytest.mark.tensorflow_only
 def test_bad_arguments_are_refused_by_name():
     with pytest.raises(
         ValueError, match=r"`method` must be one of .*'pcgrad'.*Received: method='pcgard'"
