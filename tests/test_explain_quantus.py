@@ -58,11 +58,7 @@ import keras_bigmodel as kbm
 
 M = kbm.explain.metrics
 RNG = np.random.default_rng(0)
-pytestmark = [
-    pytest.mark.torch_only,
-    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-    pytest.mark.filterwarnings("ignore::FutureWarning"),
-]
+pytestmark = [pytest.mark.torch_only]
 TOL = {"atol": 1e-5, "rtol": 1e-5}
 SIZE = 8  # 8x8 single-channel images: 64 units
 OFF = {"normalise": False, "disable_warnings": True}
