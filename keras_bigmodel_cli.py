@@ -53,8 +53,13 @@ EXPLAIN_METHODS = (
     "saliency",
     "smoothgrad",
     "integrated_gradients",
+    "input_x_gradient",
+    "gradient_shap",
+    "deeplift",
+    "occlusion",
     "gradcam",
     "gradcam++",
+    "layercam",
     "scorecam",
     "attention",
 )

@@ -378,3 +378,41 @@ def test_attention_scores_find_nested_layers_and_name_them():
         E.attention_scores(model, x, layer="nope")
     with pytest.raises(ValueError, match="has no AttentionLayer"):
         E.attention_scores(_cam_model(), np.zeros((1, 6, 6, 2), "float32"))
+
+
+@pytest.mark.tensorflow_only  # the wiring of explain() and the CLI; the methods run everywhere
+def test_explain_and_the_cli_offer_the_methods_users_compare(tmp_path):
+    """explain() draws each of the newer methods; on the one-pixel model every one of
+    them puts all the evidence on that pixel, and LayerCAM finds the bright square."""
+    import keras_bigmodel_cli as cli
+
+    model = one_pixel_model(row=3, col=5)
+    x = RNG.uniform(0.5, 1.0, size=(2, 8, 8, 1)).astype("float32")
+    for method in ("input_x_gradient", "gradient_shap", "deeplift", "occlusion"):
+        done = E.explain(model, x, tmp_path / f"{method}.png", method=method, class_index=0)
+        assert done["method"] == method and (tmp_path / f"{method}.png").stat().st_size > 0
+        maps = done["maps"]
+        assert maps.shape == (2, 8, 8)
+        np.testing.assert_allclose(maps[:, 3, 5], 1.0, atol=1e-6)
+        np.testing.assert_allclose(np.delete(maps.reshape(2, -1), 3 * 8 + 5, axis=1), 0, atol=1e-6)
+
+    inputs = keras.Input((8, 8, 1))
+    conv = keras.layers.Conv2D(1, 1, activation="relu", name="conv", **ZEROS)
+    dense = keras.layers.Dense(2, activation="softmax", **ZEROS)
+    cam_model = keras.Model(inputs, dense(keras.layers.GlobalAveragePooling2D()(conv(inputs))))
+    conv.set_weights([np.ones((1, 1, 1, 1), "float32"), np.zeros(1, "float32")])
+    dense.set_weights([np.array([[-1.0, 1.0]], "float32"), np.zeros(2, "float32")])
+    square = np.zeros((2, 8, 8, 1), "float32")
+    square[:, 5:, 5:] = 1.0
+    done = E.explain(cam_model, square, tmp_path / "layercam.png", method="layercam", class_index=1)
+    np.testing.assert_allclose(done["maps"], E.layercam(cam_model, square, 1), atol=1e-6)
+    assert all(m[5:, 5:].mean() > 0.9 and m[:4, :4].max() < 0.1 for m in done["maps"])
+
+    for method in ("input_x_gradient", "gradient_shap", "deeplift", "occlusion", "layercam"):
+        assert method in E.METHODS and method in E.METHOD_LABELS
+        args = cli.build_parser().parse_args(
+            ["explain", "m.keras", "--data", "digits", "--out", "o.png", "--method", method]
+        )
+        assert args.method == method
+    with pytest.raises(ValueError, match=r"`method` must be one of \['auto', 'saliency'"):
+        E.explain(model, x, tmp_path / "x.png", method="lrp")

@@ -222,6 +222,28 @@ def test_randomisation_changes_the_maps_of_a_trained_model_and_fails_a_model_fre
         M.randomisation(model, x, y, "saliency", layers=["nope"])
 
 
+def test_randomisation_applies_the_redraw_it_is_given():
+    """Negating the read-out flips every input x gradient of a linear logit: Spearman
+    -1 on the signed maps, 1 on their absolute values; the weights come back."""
+    model, _ = _linear_image_model()
+    x = RNG.uniform(0.5, 1.0, size=(2, 4, 4, 2)).astype("float32")
+    before = [w.copy() for w in model.get_weights()]
+    seen = []
+
+    def negate(values, rng):
+        seen.append([w.shape for w in values])
+        assert isinstance(rng, np.random.Generator)
+        return [-w for w in values]
+
+    signed = M.randomisation(model, x, [0, 2], "input_x_gradient", redraw=negate, absolute=False)
+    np.testing.assert_allclose(signed["similarity"], -1.0, atol=1e-6)
+    assert seen == [[(32, 3), (3,)]] and signed["layers"] == ["out"]
+    absolute = M.randomisation(model, x, [0, 2], "input_x_gradient", redraw=negate)
+    np.testing.assert_allclose(absolute["similarity"], 1.0, atol=1e-6)
+    for found, saved in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(found, saved)
+
+
 # ----------------------------------------------------------------- pointing game
 def test_pointing_game_counts_maxima_inside_the_region():
     maps = np.zeros((3, 4, 4))

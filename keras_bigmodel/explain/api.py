@@ -15,7 +15,9 @@ from keras_bigmodel.explain import figures
 from keras_bigmodel.explain._gradients import evaluate
 from keras_bigmodel.explain._model import ModelView, input_kind, shown
 from keras_bigmodel.explain.attention import attention_layers, attention_scores
+from keras_bigmodel.explain.attribution import deeplift, gradient_shap, input_x_gradient
 from keras_bigmodel.explain.cam import conv_layers, gradcam
+from keras_bigmodel.explain.compare import attributions
 from keras_bigmodel.explain.methods import (
     attribution_map,
     integrated_gradients,
@@ -29,11 +31,18 @@ METHODS = (
     "saliency",
     "smoothgrad",
     "integrated_gradients",
+    "input_x_gradient",
+    "gradient_shap",
+    "deeplift",
+    "occlusion",
     "gradcam",
     "gradcam++",
+    "layercam",
     "scorecam",
     "attention",
 )
+# drawn as |attribution| summed over channels and scaled to [0, 1] (`attribution_map`)
+_RAW_METHODS = ("integrated_gradients", "input_x_gradient", "gradient_shap", "deeplift")
 MAX_EXAMPLES = 32
 
 
@@ -81,16 +90,19 @@ def explain(
         labels: Optional true classes, one per example (integers or one-hot rows).
         class_names: Optional names of the classes, indexed by class.
         method: `"auto"` or one of `"saliency"`, `"smoothgrad"`,
-            `"integrated_gradients"`, `"gradcam"`, `"gradcam++"`, `"scorecam"`,
-            `"attention"`.
+            `"integrated_gradients"`, `"input_x_gradient"`, `"gradient_shap"` (the
+            training-free default: a zero baseline, `smooth_samples` draws),
+            `"deeplift"` (rescale rule, zero baseline), `"occlusion"` (windows of about
+            an eighth of each image side, one step or feature otherwise), `"gradcam"`,
+            `"gradcam++"`, `"layercam"`, `"scorecam"`, `"attention"`.
         output: For several outputs, the output's name (dict) or index (list).
         model_name: The model's name in the title (defaults to `model.name`).
         class_index: The class to explain (one for all or one per example); defaults
             to each example's predicted class.
         layer: The convolutional (CAM) or `AttentionLayer` (attention) layer's name.
         steps: Integrated gradients' quadrature points.
-        smooth_samples: SmoothGrad's noisy copies.
-        seed: SmoothGrad's noise seed.
+        smooth_samples: SmoothGrad's noisy copies (GradientSHAP's draws).
+        seed: SmoothGrad's (GradientSHAP's) noise seed.
         ncols: Examples per row of the figure (default: 4, or 2 for two-part panels).
 
     Returns:
@@ -199,12 +211,19 @@ def explain(
         result["maps"] = weights
         return result
 
-    if method in ("gradcam", "gradcam++", "scorecam"):
+    if method in ("gradcam", "gradcam++", "layercam", "scorecam"):
         maps = gradcam(model, feed, explained, layer=layer, output=output, method=method)
-    elif method == "integrated_gradients":
+    elif method in _RAW_METHODS:
         maps = attribution_map(
-            integrated_gradients(model, feed, explained, output=output, steps=steps)
+            _raw(method, model, feed, explained, output, steps, smooth_samples, seed)
         )
+    elif method == "occlusion" and len(view.input_names) == 1:
+        maps = attribution_map(attributions(model, feed, explained, "occlusion", output))
+    elif method == "occlusion":  # one map per float input, each occluded alone
+        maps = {
+            name: attribution_map(attributions(model, feed, explained, method, output, input=name))
+            for name in (view.input_names[i] for i in view.float_inputs())
+        }
     else:
         maps = saliency(
             model,
@@ -247,6 +266,17 @@ def explain(
     figures._write_png(fig, path)
     result["maps"] = maps
     return result
+
+
+def _raw(method, model, feed, explained, output, steps, samples, seed):
+    """The signed attributions of one of `_RAW_METHODS`, shaped like the inputs."""
+    if method == "integrated_gradients":
+        return integrated_gradients(model, feed, explained, output=output, steps=steps)
+    if method == "input_x_gradient":
+        return input_x_gradient(model, feed, explained, output=output)
+    if method == "gradient_shap":
+        return gradient_shap(model, feed, explained, output=output, samples=samples, seed=seed)
+    return deeplift(model, feed, explained, output=output)
 
 
 def _feed(view: ModelView, arrays: list):

@@ -47,8 +47,25 @@ METHOD_LABELS = {
         "Integrated gradients",
         "|attribution|: each value's share of logit(input) - logit(baseline), scaled to [0, 1]",
     ),
+    "input_x_gradient": (
+        "Input x gradient",
+        "|input x d logit / d input|, scaled to [0, 1] per example",
+    ),
+    "gradient_shap": (
+        "GradientSHAP",
+        "|expected gradient x (input - baseline)|, scaled to [0, 1] per example",
+    ),
+    "deeplift": (
+        "DeepLIFT (rescale)",
+        "|attribution|: each value's share of logit(input) - logit(baseline), scaled to [0, 1]",
+    ),
+    "occlusion": (
+        "Occlusion",
+        "|drop of the logit| when a window over the value is blanked, scaled to [0, 1]",
+    ),
     "gradcam": ("Grad-CAM", "Grad-CAM: evidence for the class, scaled to [0, 1]"),
     "gradcam++": ("Grad-CAM++", "Grad-CAM++: evidence for the class, scaled to [0, 1]"),
+    "layercam": ("LayerCAM", "LayerCAM: evidence for the class, scaled to [0, 1]"),
     "scorecam": ("Score-CAM", "Score-CAM: evidence for the class, scaled to [0, 1]"),
     "attention": ("Attention", "attention weight (each example's weights sum to 1)"),
 }

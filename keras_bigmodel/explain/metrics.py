@@ -143,6 +143,16 @@ def deletion(
     model needs. The score is the class's output (a probability for a softmax model:
     `logits=False`), or its logit with `logits=True`.
 
+    Against Quantus 0.6.0 (tests/test_explain_quantus.py, equal within 1e-5 with
+    `normalise=False`, `perturb_baseline=0.0`): `PixelFlipping(features_in_step=k)` is
+    this curve with `steps = units / k`, without the first point (the unperturbed
+    input); its AUC (`np.trapz`, `dx=1`, over its points) is `steps * auc - (s_0 + s_1)
+    / 2`; its `softmax=False` is `logits=True`. `RegionPerturbation` is this curve of a
+    map constant on each patch (the patch's sum), one patch a step, as the drop
+    `s_0 - s_k`. Quantus ranks each channel's value separately and breaks ties
+    unstably; here a unit is a pixel (all channels) and ties go by position. Quantus has
+    no insertion; it is pixel flipping from the baseline image that restores values.
+
     Args:
         model: A model `kbm.explain` handles.
         inputs: A batch (array, or list / dict by input name).
@@ -274,6 +284,17 @@ def road(
     removed values of a channel (a sparse linear system), plus Gaussian noise of
     standard deviation `noise`. This noisy linear imputation removes the information
     without the tell-tale shape of a baseline-filled mask. No retraining.
+
+    Against Quantus 0.6.0's `ROAD` (tests/test_explain_quantus.py): with `noise=0` the
+    imputed images equal those of its `noisy_linear_imputation` (within 1e-7) and so
+    do the scores. Quantus removes `int(H * W * p / 100)` pixels at percentage `p`
+    (floor), this `round(fraction * units)`: the fraction `int(units * p / 100) /
+    units` gives its count. It reports accuracy (argmax equals the label) per
+    percentage, averaged over the batch, rather than the label's score; for two
+    classes that is `scores > 0.5`. It ranks the `C * H * W` values of the
+    channels-first input but imputes by indices into `H * W`, so on images of several
+    channels it fails (IndexError) once a chosen index passes `H * W`; here a unit is
+    a pixel and each of its channels is imputed (every channel solved alike).
 
     Args:
         model, inputs, class_index, attributions, output, input, logits, batch_size:
@@ -618,6 +639,7 @@ def randomisation(
     layers=None,
     seed: int | None = 0,
     absolute: bool = True,
+    redraw: Callable | None = None,
     output: Output = None,
     input: str | None = None,
     options: dict | None = None,
@@ -633,6 +655,18 @@ def randomisation(
     that ignores it stays at 1. The model's weights are restored afterwards, also when
     the method fails.
 
+    Compared with Quantus 0.6.0's `MPRT` (cascading, `layer_order="top_down"`,
+    `correlation_spearman`, `abs=True`, `normalise=False`; tests/test_explain_quantus.py):
+    the similarities are equal within 1e-6 given the same new weights. Quantus's Keras
+    wrapper draws them differently: it permutes each weight array along its first axis
+    (`np.random.permutation` after `np.random.seed(seed + 1)`, re-seeded for every
+    layer), which `redraw` reproduces; and it randomises a `keras.models.clone_model`
+    copy, which under Keras 3 re-initialises every layer (weights are not copied), so
+    its first step is not "the top layer only" unless the model's initialisers
+    reproduce its weights. Quantus also reports the similarity of the maps it is given
+    to the unchanged model's maps (`"original"`), and a constant map correlates NaN
+    there, 0 here.
+
     Args:
         model, inputs, class_index, output, input: As for `deletion`.
         method: A method name (see `kbm.explain.ATTRIBUTION_METHODS`) or a function
@@ -641,6 +675,10 @@ def randomisation(
             with trainable weights, last to first.
         seed: Seed of the new weights.
         absolute: Compare absolute values of the maps.
+        redraw: Optional `redraw(values, rng) -> new_values`: given the list of one
+            layer's trainable weight values (NumPy arrays) and the seeded
+            `numpy.random.Generator`, the layer's new values, same shapes. Default:
+            each variable drawn from a normal with its own mean and standard deviation.
         options: Keyword arguments for the method.
 
     Returns:
@@ -648,8 +686,9 @@ def randomisation(
         `(len(layers), batch)` (after each layer, cumulatively), `mean` (per layer).
 
     Raises:
-        ValueError: an unknown method or layer name, or a model with no trainable
-            weights.
+        ValueError: an unknown method or layer name, a model with no trainable
+            weights, or a `redraw` that returns values of other shapes.
+        TypeError: a `redraw` that is not callable.
 
     Reference:
         Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018.
@@ -663,6 +702,11 @@ def randomisation(
     """
     seed = v.check_seed("seed", seed)
     v.check_bool("absolute", absolute)
+    if redraw is not None and not callable(redraw):
+        raise TypeError(
+            f"`redraw` must be None or a function (values, rng) -> new values. Received: "
+            f"redraw={shown(redraw)}"
+        )
     view, arrays, classes, index = _setup(model, inputs, class_index, output, False, input)
     explain = _explainer(method, options, output, view.input_names[index])
     candidates = [layer for layer in view.graph.layers if layer.trainable_weights][::-1]
@@ -695,11 +739,10 @@ def randomisation(
     try:
         reference = maps()
         for layer in chosen:
-            for var in layer.trainable_weights:
-                value = np.asarray(keras.ops.convert_to_numpy(var))
-                std = value.std()
-                if std > 0:
-                    var.assign(rng.normal(value.mean(), std, value.shape).astype(value.dtype))
+            variables = layer.trainable_weights
+            values = [np.asarray(keras.ops.convert_to_numpy(var)) for var in variables]
+            for var, new in zip(variables, _redrawn(redraw, layer, values, rng)):
+                var.assign(new)
             similarity.append(spearman(reference, maps()))
     finally:
         for var, value in saved:
@@ -710,6 +753,24 @@ def randomisation(
         "similarity": similarity,
         "mean": similarity.mean(axis=1),
     }
+
+
+def _redrawn(redraw, layer, values: list, rng) -> list:
+    """A layer's new weight values: `redraw`'s, checked, or the default normal draw
+    (each variable's own mean and standard deviation; a constant variable is kept)."""
+    if redraw is None:
+        return [
+            rng.normal(w.mean(), w.std(), w.shape).astype(w.dtype) if w.std() > 0 else w
+            for w in values
+        ]
+    new = list(redraw([w.copy() for w in values], rng))
+    shapes = [np.shape(n) for n in new]
+    if shapes != [w.shape for w in values]:
+        raise ValueError(
+            f"`redraw` must return one array per weight of layer '{layer.name}', shaped "
+            f"{[w.shape for w in values]}. Received shapes {shapes}"
+        )
+    return [np.asarray(n, dtype=w.dtype) for n, w in zip(new, values)]
 
 
 # -------------------------------------------------------------- pointing game
@@ -724,6 +785,12 @@ def pointing_game(maps, regions) -> dict:
     Returns:
         A dict: `hits` (a bool per example: the first position of the map's maximum,
         in row-major order, lies in the region) and `hit_rate` (their mean).
+
+    Against Quantus 0.6.0's `PointingGame` (`normalise=False`; masks given to it
+    channels-first, `(N, 1, H, W)`): the same hits when each map has one maximum.
+    With tied maxima Quantus counts a hit if any of them lies in the region (and
+    refuses constant maps); here the first one decides. Quantus scores an empty region
+    NaN; here it is an error.
 
     Raises:
         ValueError: shapes that do not match, or an example with an empty region.
