@@ -259,7 +259,8 @@ class MultiTaskModel(keras.Model):
                     f"`representation` must name a layer of the model. "
                     f"Received: representation={representation!r}"
                 ) from error
-            encoder = keras.Model(model.inputs, layer.output)
+            # model.input keeps the structure the user feeds (one tensor, a list, a dict)
+            encoder = keras.Model(model.input, layer.output)
             head = keras.Model(layer.output, dict(zip(tasks, model.outputs)))
             self._split = (encoder, head)
         self._task_losses = None
