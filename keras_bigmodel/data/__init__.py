@@ -108,8 +108,8 @@ def load(path: str | os.PathLike, options: LoadOptions | None = None, **fields) 
         path: A folder of images, a `.npz`, `.npy` or `.csv` file, or `"digits"`.
         options: A `LoadOptions`; or give its fields as keywords (not both).
         **fields: `LoadOptions` fields (`label_columns`, `feature_columns`,
-            `drop_columns`, `id_column`, `missing`, `schema`, `class_names`,
-            `image_size`, `color_mode`, `bad_images`, `memory_limit`,
+            `drop_columns`, `id_column`, `categorical_columns`, `missing`, `schema`,
+            `class_names`, `image_size`, `color_mode`, `bad_images`, `memory_limit`,
             `max_image_pixels`, `subset`, `require_labels`, `missing_labels`, ...).
 
     Returns:

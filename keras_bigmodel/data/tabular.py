@@ -70,7 +70,9 @@ from keras_bigmodel.data.errors import DataError
 
 __all__ = [
     "CATEGORICAL_ENCODINGS",
+    "CATEGORICAL_KINDS",
     "KINDS",
+    "MAX_INTEGER_CODE",
     "MISSING_TOKENS",
     "TabularEncoding",
     "columns_of",
