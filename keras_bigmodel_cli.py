@@ -405,6 +405,20 @@ def build_parser() -> argparse.ArgumentParser:
         "PRESET' lists the keys); repeatable; the data sets the input shapes and classes",
     )
     p.add_argument(
+        "--categorical-columns",
+        type=_columns,
+        metavar="A,B,...",
+        help="CSV: numeric columns that are categories, comma-separated: integer codes (a "
+        "grade 1..5, a year, a zip code) looked up inside the model like Keras's "
+        "IntegerLookup instead of read as numbers (string columns are categorical anyway)",
+    )
+    p.add_argument(
+        "--categorical-encoding",
+        choices=["onehot", "embedding"],
+        help="tabular: encode categorical columns one-hot (the preset's default) or with a "
+        "trained embedding per column (--set embedding_dim=N sets its width)",
+    )
+    p.add_argument(
         "--seed",
         type=int,
         default=0,

@@ -1,8 +1,10 @@
 """A CSV as users have it (a penguins-like table: strings, missing values, unscaled
 columns) through the command line: `train tabular` with defaults, what it prints,
 `predict` with the table's id column, `evaluate`; a multi-task table whose missing
-labels are masked; the trained file predicting raw rows with missing values in fresh
-JAX and PyTorch processes; Ctrl-C keeping the best model so far."""
+labels are masked; an integer-coded column (`--categorical-columns year`) and embedded
+categories (`--categorical-encoding embedding`); the trained files predicting raw rows
+with missing values in fresh JAX and PyTorch processes; Ctrl-C keeping the best model so
+far."""
 
 import contextlib
 import csv
@@ -55,7 +57,19 @@ def penguins(tmp_path_factory):
     assert code == 0, log.getvalue()[-2000:]
     model = kbm.load_model(str(out_dir / "model.keras"))
     np.save(root / "tf.npy", model.predict(encode_rows(model, RAW_ROWS), verbose=0))
-    return root, table, log.getvalue()
+    # the year as an integer-coded category, every categorical column embedded
+    embedded = io.StringIO()
+    with contextlib.redirect_stdout(embedded):
+        code = cli.main(
+            ["train", "tabular", "--data", table, "--label-column", "species",
+             "--drop-columns", "tag", "--categorical-columns", "year",
+             "--categorical-encoding", "embedding", "--epochs", "2",
+             "--out", str(root / "embedded")]
+        )  # fmt: skip
+    assert code == 0, embedded.getvalue()[-2000:]
+    model = kbm.load_model(str(root / "embedded" / "model.keras"))
+    np.save(root / "tf-embedded.npy", model.predict(encode_rows(model, RAW_ROWS), verbose=0))
+    return root, table, log.getvalue() + embedded.getvalue()
 
 
 @pytest.mark.backend_independent  # CLI logic; the backends' numerics: the contract, fresh processes
@@ -115,6 +129,55 @@ def test_train_tabular_on_the_file_as_shipped(penguins, capsys):
 
 
 @pytest.mark.backend_independent  # CLI logic; the backends' numerics: the contract, fresh processes
+def test_integer_codes_and_embeddings_from_the_command_line(penguins, capsys, tmp_path):
+    root, table, out = penguins
+    assert (
+        "numeric: bill_length_mm, bill_depth_mm, flipper_length_mm, body_mass_g; categorical: "
+        "island (3 values), sex (2 values), year (3 codes); labels: species"
+    ) in out
+    record = kbm.data.read_record(str(root / "embedded"))
+    assert record["schema"][-1] == {
+        "name": "year", "kind": "integer_categorical", "vocabulary": [2007, 2008, 2009],
+    }  # fmt: skip
+    model = kbm.load_model(str(root / "embedded" / "model.keras"))
+    layer = model.get_layer("encoding")
+    assert layer.categorical_encoding == "embedding"
+    assert [tuple(e.embeddings.shape) for e in layer.encoders] == [(4, 3), (3, 3), (4, 3)]
+    # raw years go into the model, which looks them up: an unknown year is the OOV slot
+    rows = {**RAW_ROWS, "year": [2007, 2031, None]}
+    x = encode_rows(model, rows)
+    assert x[1, -1] == 2031 and np.isnan(x[2, -1])
+    encoded = keras_numpy(layer(x))
+    oov = keras_numpy(layer.encoders[2].embeddings)[0]
+    np.testing.assert_allclose(encoded[1, -3:], oov, atol=1e-7)
+    np.testing.assert_allclose(encoded[2, -3:], oov, atol=1e-7)
+    # bad uses, each one line
+    plain = ["train", "multitask", "--data", table, "--label-column", "species", "--drop-columns",
+             "tag,island,sex", "--missing", "drop", "--out", tmp_path / "m"]  # fmt: skip
+    assert one_line_error(capsys, *plain, "--categorical-columns", "year") == (
+        f"preset 'multitask' takes numbers only; column 'year' is categorical "
+        f"(--categorical-columns) in {table}: the 'tabular' preset encodes strings and imputes "
+        f"missing values inside the model (train tabular ...), or leave such columns out with "
+        f"--drop-columns, or rows with --missing drop"
+    )
+    assert one_line_error(capsys, *plain, "--categorical-encoding", "embedding") == (
+        "--categorical-encoding applies to presets that encode table columns (tabular); preset "
+        "'multitask' does not"
+    )
+    assert one_line_error(
+        capsys, "train", "tabular", "--data", table, "--label-column", "species",
+        "--categorical-columns", "bill_length_mm", "--out", tmp_path / "t",
+    ).startswith(f"{table}: categorical column 'bill_length_mm' holds '")  # fmt: skip
+    assert not any(tmp_path.iterdir())
+
+
+def keras_numpy(x):
+    import keras
+
+    return keras.ops.convert_to_numpy(x)
+
+
+@pytest.mark.backend_independent  # CLI logic; the backends' numerics: the contract, fresh processes
 def test_column_errors_say_did_you_mean(penguins, capsys, tmp_path):
     _, table, _ = penguins
     train = ["train", "tabular", "--data", table, "--out", tmp_path / "m"]
@@ -167,9 +230,10 @@ def test_the_trained_file_predicts_raw_rows_in_fresh_processes(penguins):
         import numpy as np
         import keras_bigmodel as kbm
         from keras_bigmodel.data import encode_rows
-        model = kbm.load_model({str(model_path)!r})
         rows = json.loads(sys.argv[1])
-        print("OUT" + json.dumps(model.predict(encode_rows(model, rows), verbose=0).tolist()))
+        for path in ({str(model_path)!r}, {str(root / "embedded" / "model.keras")!r}):
+            model = kbm.load_model(path)
+            print("OUT" + json.dumps(model.predict(encode_rows(model, rows), verbose=0).tolist()))
     """)
     env_base = {
         **os.environ,
@@ -185,12 +249,14 @@ def test_the_trained_file_predicts_raw_rows_in_fresh_processes(penguins):
         )
         for backend in ("jax", "torch")
     }
-    expected = np.load(root / "tf.npy")
+    expected = [np.load(root / "tf.npy"), np.load(root / "tf-embedded.npy")]
     for backend, process in processes.items():
         out, err = process.communicate(timeout=300)
         assert process.returncode == 0, (backend, err[-2000:])
-        line = next(x for x in out.splitlines() if x.startswith("OUT"))
-        np.testing.assert_allclose(json.loads(line[3:]), expected, atol=1e-5, err_msg=backend)
+        lines = [x for x in out.splitlines() if x.startswith("OUT")]
+        assert len(lines) == 2, (backend, out)
+        for line, want in zip(lines, expected):  # one-hot, then integer codes + embeddings
+            np.testing.assert_allclose(json.loads(line[3:]), want, atol=1e-5, err_msg=backend)
 
 
 @pytest.mark.backend_independent  # CLI logic; the backends' numerics: the contract, fresh processes

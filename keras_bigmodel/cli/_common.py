@@ -187,6 +187,7 @@ def load_options(
         label_columns=explicit_labels or record.get("label_columns"),
         feature_columns=feature_columns or record.get("feature_columns"),
         drop_columns=tuple(getattr(args, "drop_columns", None) or ()),
+        categorical_columns=tuple(getattr(args, "categorical_columns", None) or ()),
         id_column=getattr(args, "id_column", None) or _recorded_id(args.data, record),
         missing=getattr(args, "missing", None) or "impute",
         schema=record.get("schema"),
@@ -284,15 +285,23 @@ def _check_plain_table(who: str, view: DataView, dataset: data.Dataset) -> None:
     if dataset.kind != "table" or any(i.kind == "table" for i in view.inputs):
         return
     schema = dataset.info.get("schema") or []
-    strings = [c["name"] for c in schema if c["kind"] == "categorical"]
+    strings = [c for c in schema if c["kind"] in tabular.CATEGORICAL_KINDS]
     missing = dataset.info.get("missing_values") or {}
+    if missing and not np.isnan(np.asarray(dataset.features(), dtype="float32")).any():
+        missing = {}  # the rows that had them were dropped (--missing drop)
     if not strings and not missing:
         return
-    problem = (
-        f"column '{strings[0]}' holds strings"
-        if strings
-        else f"column '{next(iter(missing))}' has {next(iter(missing.values()))} missing values"
-    )
+    if strings:
+        name = strings[0]["name"]
+        problem = (
+            f"column '{name}' holds strings"
+            if strings[0]["kind"] == "categorical"
+            else f"column '{name}' is categorical (--categorical-columns)"
+        )
+    else:
+        problem = (
+            f"column '{next(iter(missing))}' has {next(iter(missing.values()))} missing values"
+        )
     raise CommandError(
         f"{who} takes numbers only; {problem} in {dataset.source}: the 'tabular' preset encodes "
         f"strings and imputes missing values inside the model (train tabular ...), or leave "
@@ -306,8 +315,11 @@ def describe_table(dataset: data.Dataset) -> list[str]:
     info = dataset.info
     schema = info.get("schema") or []
     numeric = [c["name"] for c in schema if c["kind"] == "numeric"]
+    unit = {"categorical": "values", "integer_categorical": "codes"}
     categorical = [
-        f"{c['name']} ({len(c['vocabulary'])} values)" for c in schema if c["kind"] == "categorical"
+        f"{c['name']} ({len(c['vocabulary'])} {unit[c['kind']]})"
+        for c in schema
+        if c["kind"] in tabular.CATEGORICAL_KINDS
     ]
     lines = [
         f"columns: {len(schema)} features"

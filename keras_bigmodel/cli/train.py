@@ -156,6 +156,14 @@ def run_train(args, out) -> None:
     mode, dataset = _label_mode(dataset, view)
     train, validation = dataset.split(args.validation_split, seed=args.seed)
     config = _config(args.preset, view, train)
+    encoding = getattr(args, "categorical_encoding", None)
+    if encoding is not None:
+        if "columns" not in config:
+            raise CommandError(
+                f"--categorical-encoding applies to presets that encode table columns "
+                f"(tabular); preset '{args.preset}' does not"
+            )
+        config["categorical_encoding"] = encoding
     overrides = dict(args.set or [])
     try:
         model = zoo.build(args.preset, labels=mode, **{**config, **overrides})

@@ -108,8 +108,8 @@ def load(path: str | os.PathLike, options: LoadOptions | None = None, **fields) 
         path: A folder of images, a `.npz`, `.npy` or `.csv` file, or `"digits"`.
         options: A `LoadOptions`; or give its fields as keywords (not both).
         **fields: `LoadOptions` fields (`label_columns`, `feature_columns`,
-            `drop_columns`, `id_column`, `missing`, `schema`, `class_names`,
-            `image_size`, `color_mode`, `bad_images`, `memory_limit`,
+            `drop_columns`, `id_column`, `categorical_columns`, `missing`, `schema`,
+            `class_names`, `image_size`, `color_mode`, `bad_images`, `memory_limit`,
             `max_image_pixels`, `subset`, `require_labels`, `missing_labels`, ...).
 
     Returns:
@@ -222,6 +222,12 @@ def _strings(value) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
+def _integers(value) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    )
+
+
 def _bad_field(path: str, field: str, expected: str, value) -> RecordError:
     text = repr(value)
     text = text if len(text) <= 80 else text[:77] + "..."
@@ -281,7 +287,11 @@ def read_record(directory: str) -> dict | None:
             isinstance(c, dict)
             and isinstance(c.get("name"), str)
             and c.get("kind") in tabular.KINDS
-            and (c["kind"] == "numeric" or _strings(c.get("vocabulary")))
+            and (
+                c["kind"] == "numeric"
+                or (c["kind"] == "categorical" and _strings(c.get("vocabulary")))
+                or (c["kind"] == "integer_categorical" and _integers(c.get("vocabulary")))
+            )
             for c in schema
         )
         if not ok:

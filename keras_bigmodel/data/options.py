@@ -67,6 +67,11 @@ class LoadOptions:
         drop_columns: CSV: columns to leave out (ids, free text, leaks).
         id_column: CSV: a column whose values identify the rows (in predictions.csv);
             it is never a feature.
+        categorical_columns: CSV: feature columns to read as categorical although their
+            values are numbers: integer codes (a grade 1..5, a year, a zip code), looked
+            up in the model like `keras.layers.IntegerLookup` (`kind
+            "integer_categorical"`). String columns are categorical without it. Used
+            when no `schema` is given (a trained model's schema decides).
         missing: CSV: a missing feature value is `"impute"`d (default: kept as NaN or
             the unknown category, which the `tabular` preset imputes inside the model,
             with an indicator), or its row is `"drop"`ped, or it is an `"error"`.
@@ -95,6 +100,7 @@ class LoadOptions:
     feature_columns: tuple[str, ...] | None = None
     drop_columns: tuple[str, ...] = ()
     id_column: str | None = None
+    categorical_columns: tuple[str, ...] = ()
     missing: str = "impute"
     schema: Sequence[Mapping[str, Any]] | None = None
     class_names: Mapping[str, Sequence[str]] | Sequence[str] | None = None
@@ -116,6 +122,11 @@ class LoadOptions:
         put(self, "label_columns", _names("label_columns", self.label_columns))
         put(self, "feature_columns", _names("feature_columns", self.feature_columns))
         put(self, "drop_columns", _names("drop_columns", self.drop_columns) or ())
+        put(
+            self,
+            "categorical_columns",
+            _names("categorical_columns", self.categorical_columns) or (),
+        )
         if self.id_column is not None and not isinstance(self.id_column, str):
             raise TypeError(f"`id_column` must be a column name. Received: {self.id_column!r}")
         _choice("missing", self.missing, MISSING)

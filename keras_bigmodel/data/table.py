@@ -144,6 +144,9 @@ class CsvReader(Reader):
             if name is not None and name not in present:
                 what = "id column" if name == options.id_column else "column to drop"
                 raise _unknown(where, what, name, header)
+        for name in options.categorical_columns:
+            if name not in present:
+                raise _unknown(where, "categorical column", name, header)
         schema = list(options.schema) if options.schema is not None else None
         if options.feature_columns is not None:
             feature_columns = list(options.feature_columns)
@@ -165,6 +168,13 @@ class CsvReader(Reader):
             raise DataError(f"{where}: {clash} cannot be both a label and a feature column")
         if not feature_columns:
             raise DataError(f"{where} has no feature columns besides the labels {label_columns}")
+        stray = [c for c in options.categorical_columns if c not in feature_columns]
+        if stray:
+            raise DataError(
+                f"{where}: categorical column '{printable(stray[0])}' is not a feature column "
+                f"(a label, the id or dropped); the feature columns are: "
+                f"{shown_ends(feature_columns)}"
+            )
         position = {c: i for i, c in enumerate(header)}
 
         # Columns' kinds (or the model's), then the encoded matrix.
@@ -176,8 +186,13 @@ class CsvReader(Reader):
             missing_counts[column] = sum(1 for c in cells if c in tabular.MISSING_TOKENS)
             if column in by_name:
                 spec = dict(by_name[column])
+                if column in options.categorical_columns and spec["kind"] == "numeric":
+                    raise DataError(
+                        f"{where}: categorical column '{printable(column)}' is numeric in the "
+                        f"model's schema; a trained model reads its columns as it was trained"
+                    )
             else:
-                spec = _infer(column, cells)
+                spec = _infer(column, cells, column in options.categorical_columns, where)
             spec["missing"] = missing_counts[column]
             specs.append(spec)
         matrix = np.empty((len(body), len(specs)), dtype="float32")
@@ -190,8 +205,13 @@ class CsvReader(Reader):
         for k, spec in enumerate(specs):
             if spec["kind"] == "categorical":
                 lost = int((matrix[:, k] == 0).sum()) - spec["missing"]
-                if lost:
-                    unknown[spec["name"]] = lost
+            elif spec["kind"] == "integer_categorical":
+                listed = np.isin(matrix[:, k], np.asarray(spec["vocabulary"], "float32"))
+                lost = int((~listed & ~np.isnan(matrix[:, k])).sum())
+            else:
+                lost = 0
+            if lost:
+                unknown[spec["name"]] = lost
         gaps = _gaps(matrix, specs)
         keep = np.arange(len(body))
         dropped = 0
@@ -305,7 +325,9 @@ def _gaps(matrix: np.ndarray, specs) -> np.ndarray:
     return np.isnan(matrix) | ((matrix == 0) & categorical[None, :])
 
 
-def _infer(column: str, cells: list[str]) -> dict:
+def _infer(column: str, cells: list[str], categorical: bool = False, where: str = "") -> dict:
+    """A column's kind from its cells: numeric, string categorical, or (declared
+    `categorical`, holding numbers) integer-coded categorical with its sorted codes."""
     present = [c for c in cells if c not in tabular.MISSING_TOKENS]
     numeric = True
     for cell in present:
@@ -314,6 +336,25 @@ def _infer(column: str, cells: list[str]) -> dict:
         except ValueError:
             numeric = False
             break
+    if numeric and categorical:
+        codes = set()
+        for i, cell in enumerate(cells):
+            if cell in tabular.MISSING_TOKENS:
+                continue
+            value = float(cell)
+            if not (value.is_integer() and abs(value) <= tabular.MAX_INTEGER_CODE):
+                raise DataError(
+                    f"{where}: categorical column '{printable(column)}' holds "
+                    f"'{printable(cell[:40])}' (line {i + 2}); a numeric categorical column "
+                    f"must hold integer codes within +-{tabular.MAX_INTEGER_CODE:,}"
+                )
+            codes.add(int(value))
+        if len(codes) > tabular.MAX_VOCABULARY:
+            raise DataError(
+                f"column '{printable(column)}' holds {len(codes):,} distinct codes; at most "
+                f"{tabular.MAX_VOCABULARY:,} categories are allowed"
+            )
+        return {"name": column, "kind": "integer_categorical", "vocabulary": sorted(codes)}
     if numeric:
         return {"name": column, "kind": "numeric"}
     vocabulary = sorted_values(present)

@@ -4,8 +4,9 @@ standardizes, imputes and one-hot encodes raw rows on every backend, and
 model takes.
 
 A model built by the `tabular` preset takes one float32 input `(batch, columns)`:
-a numeric column's raw value (NaN when missing), a categorical column's category
-index (0 for a missing or unknown value, 1..k for the k values of its vocabulary). The
+a numeric column's raw value (NaN when missing), a string column's category index (0
+for a missing or unknown value, 1..k for the k values of its vocabulary), an
+integer-coded categorical column's raw code (NaN when missing). The
 `TabularEncoding` layer then does all the preprocessing with Keras's own
 preprocessing layers, so the `.keras` file alone predicts raw rows:
 
@@ -13,8 +14,21 @@ preprocessing layers, so the `.keras` file alone predicts raw rows:
   says it was missing (for columns that had missing values in training), and the
   value is standardized by `keras.layers.Normalization` with the training mean and
   variance stored inline in the config;
-- categorical: `keras.layers.CategoryEncoding` one-hot encodes the index, with a slot
-  of its own for "missing or unknown".
+- integer-coded categorical (`kind="integer_categorical"`, e.g. a grade 1..5 or a
+  year): the code is looked up in the column's inline vocabulary inside the model, with
+  `keras.layers.IntegerLookup`'s convention (index 0 for a missing or unknown code,
+  1..k for the vocabulary), by comparisons in `keras.ops`;
+- categorical (both kinds): `keras.layers.CategoryEncoding` one-hot encodes the index,
+  with a slot of its own for "missing or unknown" (`categorical_encoding="onehot"`, the
+  default), or a trained `keras.layers.Embedding` maps it to a dense vector
+  (`categorical_encoding="embedding"`).
+
+Why the integer lookup is not an `IntegerLookup` layer inside the model: Keras's lookup
+layers run TensorFlow ops, which JAX cannot trace: on the JAX backend, a plain Keras
+functional model `IntegerLookup -> Dense` predicts but cannot train (`train_on_batch`:
+"Unable to automatically build the model"; the plain-Keras control is a test). The
+comparisons give the same indices as `IntegerLookup` (tested against it) and train,
+save and export on every backend.
 
 Why the string-to-index step is not a layer: `keras.layers.StringLookup` inside a
 functional model cannot be fed strings on any backend (Keras 3.15 refuses the `str`
@@ -55,7 +69,10 @@ from keras_bigmodel.data._text import printable
 from keras_bigmodel.data.errors import DataError
 
 __all__ = [
+    "CATEGORICAL_ENCODINGS",
+    "CATEGORICAL_KINDS",
     "KINDS",
+    "MAX_INTEGER_CODE",
     "MISSING_TOKENS",
     "TabularEncoding",
     "columns_of",
@@ -65,7 +82,11 @@ __all__ = [
     "standardized_view",
 ]
 
-KINDS = ("numeric", "categorical")
+KINDS = ("numeric", "categorical", "integer_categorical")
+CATEGORICAL_KINDS = ("categorical", "integer_categorical")
+CATEGORICAL_ENCODINGS = ("onehot", "embedding")
+# Integer codes travel in the float32 input: beyond 2**24 they are no longer exact.
+MAX_INTEGER_CODE = 1 << 24
 # Cells read as missing (besides the empty cell), as pandas' read_csv does by default.
 MISSING_TOKENS = frozenset(
     ["", "NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "None", "none", "?", "-nan", "#N/A"]
@@ -113,6 +134,26 @@ def _check_columns(columns) -> list[dict]:
                     f"Received: mean={mean!r}, variance={variance!r}"
                 )
             spec.update(mean=mean, variance=variance, indicator=bool(spec.get("indicator", False)))
+        elif kind == "integer_categorical":
+            vocabulary = spec.get("vocabulary")
+            if (
+                not isinstance(vocabulary, (list, tuple))
+                or not all(
+                    isinstance(v, numbers.Integral)
+                    and not isinstance(v, bool)
+                    and abs(v) <= MAX_INTEGER_CODE
+                    for v in vocabulary
+                )
+                or len(set(vocabulary)) != len(vocabulary)
+                or len(vocabulary) > MAX_VOCABULARY
+            ):
+                raise ValueError(
+                    f"`columns[{i}]['vocabulary']` ({name}) of an integer_categorical column "
+                    f"must be an inline list of distinct integers within +-{MAX_INTEGER_CODE:,} "
+                    f"(exact in float32; at most {MAX_VOCABULARY:,}). "
+                    f"Received: {vocabulary!r:.80}"
+                )
+            spec["vocabulary"] = [int(v) for v in vocabulary]
         else:
             vocabulary = spec.get("vocabulary")
             if (
@@ -137,15 +178,27 @@ class TabularEncoding(keras.layers.Layer):
 
     Args:
         columns: One spec per input column, in order: `{"name", "kind": "numeric",
-            "mean", "variance", "indicator"}` or `{"name", "kind": "categorical",
-            "vocabulary": [...]}` (see `fit_columns`).
+            "mean", "variance", "indicator"}`, `{"name", "kind": "categorical",
+            "vocabulary": [strings]}` or `{"name", "kind": "integer_categorical",
+            "vocabulary": [integers]}` (see `fit_columns`).
+        categorical_encoding: `"onehot"` (default: one slot per value plus one for
+            missing or unknown) or `"embedding"` (a trained `keras.layers.Embedding`
+            per categorical column).
+        embedding_dim: With `"embedding"`: the width of every column's embedding, or
+            None (default) for `min(16, round(1.6 * (k + 1) ** 0.56))` per column of
+            `k` values.
         **kwargs: Layer options (`name`, ...). The layer always computes in float32
             (standardizing a value like 4000 in float16 loses it); the layers after
             it cast to their own policy.
 
     Call arguments:
-        inputs: `(batch, len(columns))` float: numeric values (NaN = missing) and
-            category indices (0 = missing or unknown, 1..k).
+        inputs: `(batch, len(columns))` float: numeric values (NaN = missing), string
+            columns' category indices (0 = missing or unknown, 1..k) and integer
+            columns' raw codes (NaN = missing).
+
+    Raises:
+        ValueError: A column spec, `categorical_encoding` or `embedding_dim` is not
+            allowed (the message names it, the value and what is allowed).
 
     Returns:
         `(batch, output_width)` float32.
@@ -158,14 +211,32 @@ class TabularEncoding(keras.layers.Layer):
     ```
     """
 
-    def __init__(self, columns, **kwargs):
+    def __init__(self, columns, categorical_encoding="onehot", embedding_dim=None, **kwargs):
         kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
         self.columns = _check_columns(columns)
+        if categorical_encoding not in CATEGORICAL_ENCODINGS:
+            raise ValueError(
+                f"`categorical_encoding` must be one of {list(CATEGORICAL_ENCODINGS)}. "
+                f"Received: categorical_encoding={categorical_encoding!r}"
+            )
+        if embedding_dim is not None and (
+            isinstance(embedding_dim, bool)
+            or not isinstance(embedding_dim, numbers.Integral)
+            or not 1 <= embedding_dim <= 1024
+        ):
+            raise ValueError(
+                f"`embedding_dim` must be None or an integer in [1, 1024]. "
+                f"Received: embedding_dim={embedding_dim!r}"
+            )
+        self.categorical_encoding = categorical_encoding
+        self.embedding_dim = None if embedding_dim is None else int(embedding_dim)
         self.supports_masking = False
         self._numeric = [i for i, c in enumerate(self.columns) if c["kind"] == "numeric"]
         self._indicator = [i for i in self._numeric if self.columns[i]["indicator"]]
-        self._categorical = [i for i, c in enumerate(self.columns) if c["kind"] == "categorical"]
+        self._categorical = [
+            i for i, c in enumerate(self.columns) if c["kind"] in CATEGORICAL_KINDS
+        ]
         if self._numeric:
             num = [self.columns[i] for i in self._numeric]
             # Keras's Normalization holds the mean and variance (set in build); `call`
@@ -175,22 +246,38 @@ class TabularEncoding(keras.layers.Layer):
             self.normalization = keras.layers.Normalization(dtype="float32", name="normalization")
             self._variances = np.asarray([c["variance"] for c in num], "float32")
             self._means = np.asarray([c["mean"] for c in num], "float32")
-        self.encoders = [
-            keras.layers.CategoryEncoding(
-                num_tokens=len(self.columns[i]["vocabulary"]) + 1,
-                output_mode="one_hot",
-                dtype="float32",
-                name=f"one_hot_{j}",
-            )
-            for j, i in enumerate(self._categorical)
-        ]
+        self._codes = {  # integer columns' vocabularies, as the float32 input holds them
+            i: np.asarray(self.columns[i]["vocabulary"], "float32")
+            for i in self._categorical
+            if self.columns[i]["kind"] == "integer_categorical"
+        }
+        self.encoders = []
+        for j, i in enumerate(self._categorical):
+            size = len(self.columns[i]["vocabulary"]) + 1
+            if categorical_encoding == "onehot":
+                encoder = keras.layers.CategoryEncoding(
+                    num_tokens=size, output_mode="one_hot", dtype="float32", name=f"one_hot_{j}"
+                )
+            else:
+                encoder = keras.layers.Embedding(
+                    size, self._width(size), dtype="float32", name=f"embedding_{j}"
+                )
+            self.encoders.append(encoder)
+
+    def _width(self, size: int) -> int:
+        """One categorical column's output width (`size`: its values + 1)."""
+        if self.categorical_encoding == "onehot":
+            return size
+        if self.embedding_dim is not None:
+            return self.embedding_dim
+        return max(2, min(16, round(1.6 * size**0.56)))
 
     @property
     def output_width(self) -> int:
         return (
             len(self._numeric)
             + len(self._indicator)
-            + sum(len(self.columns[i]["vocabulary"]) + 1 for i in self._categorical)
+            + sum(self._width(len(self.columns[i]["vocabulary"]) + 1) for i in self._categorical)
         )
 
     def build(self, input_shape):
@@ -204,7 +291,7 @@ class TabularEncoding(keras.layers.Layer):
             self.normalization.adapt_mean.assign(self._means)
             self.normalization.adapt_variance.assign(self._variances)
         for encoder in self.encoders:
-            encoder.build((None,))
+            encoder.build((None,))  # an Embedding creates its table here
 
     def call(self, inputs):
         x = ops.cast(inputs, "float32")
@@ -220,12 +307,21 @@ class TabularEncoding(keras.layers.Layer):
                 where = [self._numeric.index(i) for i in self._indicator]
                 parts.append(ops.cast(_columns(missing, where), "float32"))
         for i, encoder in zip(self._categorical, self.encoders):
-            size = len(self.columns[i]["vocabulary"])
-            index = x[:, i]
-            index = ops.where(ops.isnan(index), 0.0, index)
-            index = ops.cast(ops.clip(ops.floor(index), 0, size), "int32")
-            parts.append(ops.cast(encoder(index), "float32"))
+            parts.append(ops.cast(encoder(self._index(x[:, i], i)), "float32"))
         return parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=-1)
+
+    def _index(self, column, i: int):
+        """Column `i`'s category index: 0 for missing or unknown, 1..k."""
+        size = len(self.columns[i]["vocabulary"])
+        if i in self._codes:
+            # IntegerLookup's indices, by comparing each code with the vocabulary
+            # (NaN equals nothing: index 0).
+            codes = ops.convert_to_tensor(self._codes[i])
+            hits = ops.cast(ops.equal(column[:, None], codes[None, :]), "float32")
+            positions = ops.convert_to_tensor(np.arange(1, size + 1, dtype="float32"))
+            return ops.cast(ops.sum(hits * positions[None, :], axis=-1), "int32")
+        index = ops.where(ops.isnan(column), 0.0, column)
+        return ops.cast(ops.clip(ops.floor(index), 0, size), "int32")
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.output_width)
@@ -234,6 +330,8 @@ class TabularEncoding(keras.layers.Layer):
         config = super().get_config()
         config.pop("dtype", None)
         config["columns"] = [dict(c) for c in self.columns]
+        config["categorical_encoding"] = self.categorical_encoding
+        config["embedding_dim"] = self.embedding_dim
         return config
 
 
@@ -265,11 +363,11 @@ def fit_columns(schema: Sequence[Mapping], matrix: np.ndarray) -> list[dict]:
     matrix = np.asarray(matrix, dtype="float64")
     out = []
     for j, spec in enumerate(schema):
-        if spec["kind"] == "categorical":
+        if spec["kind"] in CATEGORICAL_KINDS:
             out.append(
                 {
                     "name": spec["name"],
-                    "kind": "categorical",
+                    "kind": spec["kind"],
                     "vocabulary": list(spec["vocabulary"]),
                 }
             )
@@ -352,20 +450,33 @@ def encode_column(spec: Mapping, cells: Sequence, where=None) -> np.ndarray:
         for i, cell in enumerate(cells):
             values[i] = 0 if is_missing(cell) else index.get(_text(cell), 0)
         return values
+    integer = spec["kind"] == "integer_categorical"
     for i, cell in enumerate(cells):
         if is_missing(cell):
             values[i] = np.nan
             continue
         try:
-            values[i] = float(cell)
+            value = float(cell)
         except (TypeError, ValueError):
+            value = None
+        if (
+            integer
+            and value is not None
+            and not (value.is_integer() and abs(value) <= MAX_INTEGER_CODE)
+        ):
+            value = None
+        if value is None:
             at = where(i) if where else f"row {i}"
+            what = (
+                f"integer-coded categorical (integers within +-{MAX_INTEGER_CODE:,})"
+                if integer
+                else "numeric"
+            )
             raise DataError(
-                f"column '{printable(spec['name'])}' is numeric but holds "
+                f"column '{printable(spec['name'])}' is {what} but holds "
                 f"'{printable(str(cell)[:40])}' ({at})"
-            ) from None
-        if not math.isfinite(values[i]):
-            values[i] = np.nan
+            )
+        values[i] = value if math.isfinite(value) else np.nan
     return values
 
 

@@ -3,9 +3,10 @@
 The model takes raw rows (`keras_bigmodel.data.tabular.encode_rows`: numbers with NaN
 for missing values, category indices) and its first layer, `TabularEncoding`,
 standardizes the numeric columns with the training mean and variance, imputes missing
-values with an indicator, and one-hot encodes the categorical ones, with their
-vocabularies stored inline in the model. `train tabular --data table.csv
---label-column y` fits all of it to the training rows.
+values with an indicator, and one-hot encodes the categorical ones (string columns,
+and integer-coded ones declared with `--categorical-columns`; or embeds them, with
+`categorical_encoding="embedding"`), with their vocabularies stored inline in the model.
+`train tabular --data table.csv --label-column y` fits all of it to the training rows.
 """
 
 from __future__ import annotations
@@ -104,6 +105,8 @@ def tabular(
     num_classes=3,
     regression=False,
     tasks=None,
+    categorical_encoding="onehot",
+    embedding_dim=None,
     dtype=None,
     name="tabular",
 ) -> keras.Model:
@@ -124,6 +127,10 @@ def tabular(
             regression loss, e.g. `loss="mse"`).
         tasks: `{task: {"units": k, "activation": "softmax"}}`: one head per task (a
             `MultiTaskHead`, outputs keyed by task) instead of a single output.
+        categorical_encoding: `"onehot"` or `"embedding"`: how `TabularEncoding`
+            encodes the categorical columns (string and integer-coded).
+        embedding_dim: With `"embedding"`: every column's embedding width (None: by
+            the column's number of values, see `TabularEncoding`).
         dtype: Dtype policy of the dense layers (the encoding computes in float32).
         name: The model's name.
     """
@@ -140,7 +147,12 @@ def tabular(
     if tasks is not None and (not isinstance(tasks, dict) or not tasks):
         raise ValueError(f"`tasks` must be a non-empty dict of task specs. Received: {tasks!r}")
     inputs = keras.Input(shape=(len(columns),), name="features")
-    x = TabularEncoding(copy.deepcopy(list(columns)), name="encoding")(inputs)
+    x = TabularEncoding(
+        copy.deepcopy(list(columns)),
+        categorical_encoding=categorical_encoding,
+        embedding_dim=embedding_dim,
+        name="encoding",
+    )(inputs)
     for i, width in enumerate(hidden_units):
         x = keras.layers.Dense(width, activation=activation, dtype=dtype, name=f"hidden_{i}")(x)
         if dropout:
