@@ -22,6 +22,7 @@ import numpy as np
 
 import keras_bigmodel as kbm
 import zoo
+from keras_bigmodel import _compat
 from keras_bigmodel.cli._common import (
     CommandError,
     keras_data,
@@ -179,6 +180,7 @@ def run_quantize(args, out) -> None:
             after_run = after_model.predict_on_batch
             label = f"{pruned_note}{args.mode}"
         else:
+            tabular = False
             filename = "model" + FORMATS[args.format]
             target = os.path.join(staging, filename)
             if args.format == "onnx":
@@ -191,15 +193,30 @@ def run_quantize(args, out) -> None:
                         "--format litert converts with TensorFlow: run with KERAS_BACKEND="
                         f"tensorflow (the backend is {keras.backend.backend()})"
                     )
-                kbm.compress.export_tflite(
-                    work, target, quantization="int8", representative_data=calibration
+                # a table's raw columns cannot share the full-integer input scale
+                # (export_tflite refuses): int8 weights, float activations instead
+                tabular = any(
+                    getattr(layer, "takes_raw_columns", False) for layer in _compat.all_layers(work)
                 )
+                kbm.compress.export_tflite(
+                    work,
+                    target,
+                    quantization="dynamic" if tabular else "int8",
+                    representative_data=None if tabular else calibration,
+                )
+                if tabular:
+                    say(
+                        out,
+                        "a table's raw columns: LiteRT dynamic-range int8 (int8 weights, "
+                        "float activations); --format onnx quantizes activations too",
+                    )
             kbm.compress.write_runtime_record(work, staging)
             after_model = kbm.compress.load_runtime_model(target)
             after_run = after_model.runtime.run
             written = staging
             coverage = kbm.compress.op_coverage(target)
-            label = f"{pruned_note}int8 {args.format}"
+            dynamic = args.format == "litert" and tabular
+            label = f"{pruned_note}{'dynamic-range ' if dynamic else ''}int8 {args.format}"
         if loaded.record is not None and os.path.isdir(written):
             write_data_record(written, loaded.record)
 

@@ -232,6 +232,21 @@ def export_tflite(
         options["optimizations"] = [tf.lite.Optimize.DEFAULT]
     if quantization == "float16":
         options["target_spec"]["supported_types"] = [tf.float16]
+    if quantization == "int8":
+        raw = [
+            layer.name
+            for layer in _compat.all_layers(model)
+            if getattr(layer, "takes_raw_columns", False)
+        ]
+        if raw:
+            raise ValueError(
+                f"quantization='int8' (full integer) would quantize the raw table columns "
+                f"that layer '{raw[0]}' standardizes on one int8 scale (columns near 4000 "
+                f"and near 17 cannot share one); use quantization='dynamic' (int8 weights, "
+                f"float activations) or kbm.compress.export_onnx(quantization='int8'), which "
+                f"keeps the input preprocessing in float. Received: quantization='int8' "
+                f"for model '{model.name}'"
+            )
     serving = _serving_model(_unrolled(model) if quantization == "int8" else model)
     signature = _static_signature(serving, batch_size, "LiteRT")
     attempts = [options]
@@ -362,6 +377,32 @@ class _CalibrationReader:
         self._next = 0
 
 
+# Operators that hold the model's weights: everything before the first of them is the
+# model's input preprocessing (a table's standardization and lookups, a rescaling).
+_WEIGHT_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum", "LSTM", "GRU", "RNN"}
+
+
+def _input_prefix(path: str) -> list[str]:
+    """Names the nodes that no weight operator feeds (naming unnamed nodes in the file):
+    the input preprocessing, which static quantization must leave in float. Quantizing
+    it puts raw columns of different scales (a body mass near 4000 and a bill depth near
+    17) on one int8 scale: a tabular model's accuracy fell from 0.99 to 0.51."""
+    import onnx
+
+    model = onnx.load(path)
+    renamed, reached, prefix = False, set(), []
+    for i, node in enumerate(model.graph.node):
+        if not node.name:
+            node.name, renamed = f"kbm_node_{i}", True
+        if node.op_type in _WEIGHT_OPS or any(t in reached for t in node.input):
+            reached.update(node.output)
+        else:
+            prefix.append(node.name)
+    if renamed:
+        onnx.save(model, path)
+    return prefix
+
+
 def _quantize_onnx(source: str, destination: str, quantization: str, batches) -> None:
     from onnxruntime import quantization as q
 
@@ -375,6 +416,7 @@ def _quantize_onnx(source: str, destination: str, quantization: str, batches) ->
             q.quant_pre_process(source, prepared, skip_symbolic_shape=True)
         except Exception:  # the optimizer of some graphs; calibrate the raw one
             prepared = source
+        preprocessing = _input_prefix(prepared)
         q.quantize_static(
             prepared,
             destination,
@@ -384,6 +426,7 @@ def _quantize_onnx(source: str, destination: str, quantization: str, batches) ->
             activation_type=q.QuantType.QUInt8,
             weight_type=q.QuantType.QInt8,
             calibrate_method=q.CalibrationMethod.MinMax,
+            nodes_to_exclude=preprocessing,
         )
 
 

@@ -211,6 +211,10 @@ class TabularEncoding(keras.layers.Layer):
     ```
     """
 
+    # Its input is raw columns of any scale: full-integer exports must keep it float
+    # (kbm.compress.export_tflite refuses "int8"; export_onnx leaves it unquantized).
+    takes_raw_columns = True
+
     def __init__(self, columns, categorical_encoding="onehot", embedding_dim=None, **kwargs):
         kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
