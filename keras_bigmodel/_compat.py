@@ -30,6 +30,7 @@ __all__ = [
     "run_graph",
     "safe_mode_scope",
     "set_keras_mask",
+    "update_loss_metric",
 ]
 
 SUPPORTED_KERAS = "3.13.1 to 3.15.x"
@@ -86,6 +87,12 @@ def exported_symbol(name: str):
 def all_layers(layer: keras.layers.Layer, include_self: bool = True) -> Iterator:
     """Every layer nested in `layer` (recursively), as Keras tracks them."""
     return layer._flatten_layers(include_self=include_self, recursive=True)
+
+
+def update_loss_metric(model: keras.Model, loss, sample_weight) -> None:
+    """Updates the `loss` value that `fit` reports (Keras's private `_loss_tracker`
+    mean), for a model whose own `train_step` computes the loss itself."""
+    model._loss_tracker.update_state(loss, sample_weight=sample_weight)
 
 
 def direct_sublayers(layer: keras.layers.Layer) -> list:

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 import keras
 from keras import ops
 
+from keras_bigmodel import _compat
 from keras_bigmodel import validation as v
 from keras_bigmodel.multitask import aggregation as agg
 from keras_bigmodel.multitask.losses import TaskLoss
@@ -392,7 +393,7 @@ class MultiTaskModel(keras.Model):
         return ops.shape(next(i for i in keras.tree.flatten(x) if i is not None))[0]
 
     def _finish(self, x, y, y_pred, sample_weight, losses):
-        self._loss_tracker.update_state(ops.sum(losses), sample_weight=self._batch(x))
+        _compat.update_loss_metric(self, ops.sum(losses), self._batch(x))
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     def _train_step_tf(self, data):
