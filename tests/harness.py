@@ -306,10 +306,11 @@ def check_int8(case: Case, tmp_path) -> None:
     restored = kbm.load_model(path)
     assert_outputs_close(forward(restored, case.inputs), quantized, msg="kbm")
     assert len(int8_layers(restored)) == len(int8_layers(model)), "kbm"
-    if keras.backend.backend() != "tensorflow":
+    if keras.backend.backend() != "tensorflow" or case.variant:
         return
-    # In the TensorFlow pass (what follows is about configs and policies, the same on
-    # every backend): it saves again (a quantized sublayer holding a raw policy map
+    # In the TensorFlow pass, for every layer case and each preset's tiny configuration
+    # (what follows is about configs and policies, the same on every backend and for a
+    # preset's options): it saves again (a quantized sublayer holding a raw policy map
     # cannot), plain Keras reads what this package wrote, and a policy map built at
     # construction gives the same int8 layers (tests/test_registry.py builds from a map
     # on every backend).
