@@ -117,6 +117,22 @@ def test_partial_labels_mixed_precision_and_xla_compose():
 
 
 @pytest.mark.tensorflow_only
+def test_composes_with_uncertainty_weighting():
+    """A weighting layer's TaskLoss objects under a gradient method: each task's
+    gradient is that of its weighted loss, and the log-variances learn too."""
+    from keras_bigmodel.multitask import UncertaintyWeighting
+
+    keras.utils.set_random_seed(0)
+    net = preset()
+    weighting = UncertaintyWeighting(["task1", "task2"])
+    model = MultiTaskModel(keras.Model(net.input, task_outputs(weighting(net.output))), "pcgrad")
+    model.compile(keras.optimizers.Adam(0.05), loss=weighting.losses(PRESET_LOSS), run_eagerly=True)
+    losses = [model.train_on_batch(XP, YP, return_dict=True)["loss"] for _ in range(6)]
+    assert np.isfinite(losses).all() and losses[-1] < losses[0] - 0.05, losses
+    assert np.abs(to_numpy(weighting.log_variance)).max() > 1e-3
+
+
+@pytest.mark.tensorflow_only
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match=r"`method` must be one of"):
         GradientAggregator("pcgard")
