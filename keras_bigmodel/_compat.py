@@ -25,6 +25,7 @@ __all__ = [
     "in_safe_mode",
     "is_functional",
     "load_model_from_file",
+    "operation_inputs",
     "producer",
     "resolve_policy_maps",
     "run_graph",
@@ -129,6 +130,12 @@ def run_graph(model, inputs: list, operation_fn):
             f"{keras.__version__} does not provide (tested with Keras {SUPPORTED_KERAS})"
         )
     return model._run_through_graph(inputs, operation_fn=operation_fn)
+
+
+def operation_inputs(operation) -> list:
+    """The input tensors of an operation's first call in a functional graph (a
+    `keras.ops` operation has no `.input` of its own)."""
+    return list(operation._inbound_nodes[0].input_tensors)
 
 
 def producer(tensor):

@@ -65,6 +65,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_bigmodel import _compat
 from keras_bigmodel.data._text import printable
 from keras_bigmodel.data.errors import DataError
 
@@ -397,7 +398,7 @@ def fit_columns(schema: Sequence[Mapping], matrix: np.ndarray) -> list[dict]:
 
 def columns_of(model: keras.Model) -> list[dict] | None:
     """The columns of a model's `TabularEncoding` layer (None if it has none)."""
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in _compat.all_layers(model, include_self=False):
         if isinstance(layer, TabularEncoding):
             return [dict(c) for c in layer.columns]
     return None

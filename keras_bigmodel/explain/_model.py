@@ -574,8 +574,7 @@ def _op_inputs(layer) -> list:
         return keras.tree.flatten(layer.input)
     except (AttributeError, ValueError):
         # a keras.ops operation: its inbound node's input tensors
-        node = layer._inbound_nodes[0]
-        return list(node.input_tensors)
+        return _compat.operation_inputs(layer)
 
 
 def _sequential_final(layers: list, model_name: str) -> list:
