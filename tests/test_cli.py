@@ -182,7 +182,8 @@ def test_list_show_build_verify_quantize(files, capsys, tmp_path):
 # ----------------------------------------------------------------- image folders
 def _reference(files):
     """The test folder read without keras_bigmodel.data, and the trained model's
-    predictions on it, for the numbers the commands print."""
+    predictions on it, for the numbers the commands print (the model takes raw pixels
+    0..255 and rescales them itself)."""
     model = zoo.load_preset(files["model"])
     record = json.load(open(os.path.join(files["model"], "data.json")))
     names = record["class_names"]["label"]
@@ -190,7 +191,7 @@ def _reference(files):
     for name in sorted(os.listdir(files["test"])):
         for file in sorted(os.listdir(os.path.join(files["test"], name))):
             path = os.path.join(files["test"], name, file)
-            images.append(np.asarray(Image.open(path), dtype="float32")[..., None] / 255)
+            images.append(np.asarray(Image.open(path), dtype="float32")[..., None])
             labels.append(names.index(name))
             ids.append(os.path.join(name, file))
     images = np.stack(images)
@@ -282,9 +283,9 @@ def test_a_model_that_does_not_fit_the_data(files, capsys, tmp_path):
     x, y = files["x_test"], files["y_test"]
     big = write_image_folder(tmp_path / "big", x, y, NAMES, scale=2, mode="RGB")
     expected = (
-        f"model 'cnn' ({files['model']}) does not fit {big}: input 'image' expects 8x8 images "
-        f"with 1 channel; the data gives 16x16 images with 3 channels; --image-size 8x8 resizes "
-        f"the images and --color-mode grayscale converts them"
+        f"model 'cnn' ({files['model']}) does not fit {big}: input 'image' expects images of "
+        f"any size with 1 channel; the data gives 16x16 images with 3 channels; --color-mode "
+        f"grayscale converts them"
     )
     # (the RGB pictures would be read in the recorded grayscale mode unless told otherwise)
     for command, out in (("evaluate", "cm.png"), ("explain", "e.png"), ("predict", "p.csv")):
