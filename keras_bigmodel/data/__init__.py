@@ -5,7 +5,9 @@ reads it into a `Dataset` (`keras_bigmodel.data.dataset`):
 
 - a folder with one sub-folder per class: images (`.png`, `.jpg`, `.jpeg`, `.bmp`,
   `.gif`); the sub-folders' names are the class names. A folder of images without
-  sub-folders is unlabelled data (for predictions) -- `images.py`;
+  sub-folders is unlabelled data (for predictions) -- `images.py`; a model with an
+  `ImagePreprocessing` front (`image_preprocessing.py`) resizes and rescales raw images
+  itself, and `load(path, own_sizes=True, pixels="raw")` reads them for it;
 - `.npz`: arrays by name: `x` (or `x_<input>`), `y` (or `y_<task>`), and optionally
   `class_names` (or `class_names_<task>`) as string arrays; `.npy`: one array of
   features (unlabelled; memory-mapped) -- `arrays.py`;
