@@ -257,7 +257,8 @@ def _data_options(parser: argparse.ArgumentParser, digits: str) -> None:
         type=_image_size,
         metavar="HxW",
         help="images: resize every image to HEIGHTxWIDTH, e.g. 32x32 (default: no resizing; "
-        "the images must then all have one size, or the size a trained model recorded)",
+        "the images must then all have one size, or the size a trained model recorded; "
+        "a model trained on an image folder resizes images of any size itself)",
     )
     group.add_argument(
         "--color-mode",

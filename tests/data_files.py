@@ -52,3 +52,27 @@ def digits_csv(path, images, labels, names=None, extra=None):
         row = [f"{v:.6f}" for v in image.reshape(-1)] + [names[label] if names else int(label)]
         rows.append(row + [values[i] for values in (extra or {}).values()])
     return write_csv(path, rows, header)
+
+
+def write_sized_folder(root, images, labels, names, sizes):
+    """Like `write_image_folder`, but image i is resized (Pillow, bilinear) to
+    `sizes[i % len(sizes)]` = (height, width): a folder of images of several sizes."""
+    root = str(root)
+    for i, (image, label) in enumerate(zip(to_uint8(images), labels)):
+        folder = os.path.join(root, names[label])
+        os.makedirs(folder, exist_ok=True)
+        height, width = sizes[i % len(sizes)]
+        picture = Image.fromarray(image, "L")
+        if (height, width) != (8, 8):
+            picture = picture.resize((width, height), Image.BILINEAR)
+        picture.save(os.path.join(folder, f"{i:04d}.png"))
+    return root
+
+
+def read_png(path, size=None):
+    """A PNG's pixels, 0..255 float32 (h, w, 1), resized by Pillow (bilinear) if `size`."""
+    with Image.open(path) as picture:
+        picture = picture.convert("L")
+        if size is not None and picture.size != (size[1], size[0]):
+            picture = picture.resize((size[1], size[0]), Image.BILINEAR)
+        return np.asarray(picture, dtype="float32")[..., None]

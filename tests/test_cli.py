@@ -10,10 +10,17 @@ import os
 import re
 import sys
 
+import keras
 import numpy as np
 import pytest
 from cli_helpers import one_line_error, run
-from data_files import digits_csv, digits_subset, write_image_folder
+from data_files import (
+    digits_csv,
+    digits_subset,
+    read_png,
+    write_image_folder,
+    write_sized_folder,
+)
 from PIL import Image
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
@@ -21,6 +28,7 @@ import keras_bigmodel as kbm
 import keras_bigmodel_cli as cli
 import zoo
 from keras_bigmodel.cli import demo
+from keras_bigmodel.data import image_preprocessing
 from keras_bigmodel.verification import predictions
 
 NAMES = ["zero", "one", "two"]  # folder names, so classes are reported by name
@@ -166,6 +174,7 @@ def test_list_show_build_verify_quantize(files, capsys, tmp_path):
     )
     assert code == 0 and out.startswith("int8: ")
     assert kbm.load_model(int8).get_layer("dense").quantization_mode == "int8"
+    assert image_preprocessing.front_of(kbm.load_model(int8)).size == (8, 8)  # kept
 
     assert one_line_error(capsys, "build", "cnnn", "--out", tmp_path / "x.keras").startswith(
         "Unknown preset 'cnnn'. Did you mean 'cnn'"
@@ -182,7 +191,8 @@ def test_list_show_build_verify_quantize(files, capsys, tmp_path):
 # ----------------------------------------------------------------- image folders
 def _reference(files):
     """The test folder read without keras_bigmodel.data, and the trained model's
-    predictions on it, for the numbers the commands print."""
+    predictions on it, for the numbers the commands print (the model takes raw pixels
+    0..255 and rescales them itself)."""
     model = zoo.load_preset(files["model"])
     record = json.load(open(os.path.join(files["model"], "data.json")))
     names = record["class_names"]["label"]
@@ -190,7 +200,7 @@ def _reference(files):
     for name in sorted(os.listdir(files["test"])):
         for file in sorted(os.listdir(os.path.join(files["test"], name))):
             path = os.path.join(files["test"], name, file)
-            images.append(np.asarray(Image.open(path), dtype="float32")[..., None] / 255)
+            images.append(np.asarray(Image.open(path), dtype="float32")[..., None])
             labels.append(names.index(name))
             ids.append(os.path.join(name, file))
     images = np.stack(images)
@@ -276,15 +286,144 @@ def test_train_evaluate_predict_explain_on_image_folders(files, capsys, tmp_path
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+SIZES = [(8, 8), (16, 16), (6, 5)]  # the model's size, bigger and smaller
+MIXED = np.r_[0:4, 16:20, 32:36]  # 4 test digits of each class
+
+
+def _probabilities(path, names):
+    rows = list(csv.DictReader(open(path, newline="")))
+    return [r["id"] for r in rows], np.array([[float(r[f"p[{n}]"]) for n in names] for r in rows])
+
+
+@pytest.mark.backend_independent  # the commands' reading; models: test_data_images.py
+def test_a_model_trained_on_a_folder_takes_images_of_any_size(files, capsys, tmp_path):
+    """train put the front in the model: predict, evaluate and explain read a folder of
+    8x8, 16x16 and 6x5 images at their own sizes; each prediction is the model's on
+    that image alone, and within 0.02 of the old path (Pillow's resize to 8x8, then
+    [0, 1] pixels through the network without the front). What the front model does
+    on each backend is tested in tests/test_data_images.py."""
+    assert (
+        "inside the model: images of any size resized to 8x8 and pixels scaled"
+        in (files["train_output"])
+    )
+    record = json.load(open(os.path.join(files["model"], "data.json")))
+    assert record["scale"] == "1" and record["image_size"] == [8, 8]
+    x, y = files["x_test"][MIXED], files["y_test"][MIXED]
+    mixed = write_sized_folder(tmp_path / "mixed", x, y, NAMES, SIZES)
+    predictions = tmp_path / "p.csv"
+    code, out, _ = run(capsys, "predict", files["model"], "--data", mixed, "--out", predictions)
+    assert code == 0 and f"data: 12 images (3 sizes grayscale) in 3 classes from {mixed}" in out
+    names = record["class_names"]["label"]
+    ids, got = _probabilities(predictions, names)
+    model = kbm.load_model(os.path.join(files["model"], "model.keras"))
+    network = image_preprocessing.network_view(model)
+    own = [read_png(os.path.join(mixed, i)) for i in ids]
+    assert {p.shape[:2] for p in own} == set(SIZES)
+    alone = np.concatenate([predictions_of(model, p[None]) for p in own])
+    np.testing.assert_allclose(got, alone, atol=1e-5)
+    old = np.stack([read_png(os.path.join(mixed, i), (8, 8)) for i in ids]) / 255.0
+    np.testing.assert_allclose(got, predictions_of(network, old), atol=0.02)
+    labels = np.array([names.index(i.split(os.sep)[0]) for i in ids])
+    hits = int((got.argmax(-1) == labels).sum())
+
+    code, out, _ = run(
+        capsys, "evaluate", files["model"], "--data", mixed, "--out", tmp_path / "c.png"
+    )
+    assert code == 0 and f"accuracy: {hits / 12:.4f} ({hits} of 12)" in out
+    code, out, _ = run(
+        capsys,
+        "explain",
+        files["model"],
+        "--data",
+        mixed,
+        "--out",
+        tmp_path / "e.png",
+        "--samples",
+        "3",
+    )
+    assert code == 0 and f"gradcam of 3 examples (image 'image') from {mixed}" in out
+
+
+def predictions_of(model, x):
+    return np.asarray(keras.ops.convert_to_numpy(model(x)))
+
+
+@pytest.mark.backend_independent  # the commands' reading of an old directory
+def test_a_model_trained_before_the_front_keeps_the_readers_resize(capsys, tmp_path):
+    """A preset directory without the front (data.json: [0, 1] pixels, resized to 8x8)
+    reads a folder of mixed sizes with Pillow's resize, as it always did."""
+    keras.utils.set_random_seed(2)
+    model = zoo.build("cnn", labels="sparse", **zoo.get_preset("cnn").tiny)
+    directory = str(tmp_path / "old")
+    zoo.save_preset(model, directory)
+    record = {
+        "format": "images",
+        "class_names": {"label": NAMES},
+        "color_mode": "grayscale",
+        "image_size": [8, 8],
+        "resized": True,
+        "scale": "1/255",
+    }
+    kbm.data.write_record(directory, record)
+    x, y = digits_subset(per_class=2, split="test")
+    mixed = write_sized_folder(tmp_path / "mixed", x, y, NAMES, SIZES)
+    code, out, _ = run(capsys, "predict", directory, "--data", mixed, "--out", tmp_path / "p.csv")
+    assert code == 0 and f"data: 6 images (8x8 grayscale) in 3 classes from {mixed}" in out
+    ids, got = _probabilities(tmp_path / "p.csv", NAMES)
+    old = np.stack([read_png(os.path.join(mixed, i), (8, 8)) for i in ids]) / 255.0
+    np.testing.assert_allclose(got, predictions_of(model, old), atol=1e-6)
+    kbm.data.write_record(directory, {**record, "resized": False})
+    message = one_line_error(
+        capsys, "predict", directory, "--data", mixed, "--out", tmp_path / "q.csv"
+    )
+    assert message.startswith("images differ in size: ") and "--image-size HEIGHTxWIDTH" in message
+
+
+@pytest.mark.tensorflow_only
+def test_an_exported_front_model_reads_images_at_its_training_size(files, capsys, tmp_path):
+    """quantize --format onnx exports the front model at 8x8 (raw pixels); predict
+    with the exported directory resizes a mixed folder to that size and agrees with
+    the Keras model on the class of each image."""
+    import onnx
+
+    exported = tmp_path / "onnx"
+    code, out, _ = run(
+        capsys,
+        "quantize",
+        files["model"],
+        "--data",
+        files["train"],
+        "--format",
+        "onnx",
+        "--out",
+        exported,
+    )
+    assert code == 0 and "int8 onnx" in out
+    runtime = json.load(open(exported / "runtime.json"))
+    assert runtime["inputs"][0]["shape"] == [8, 8, 1]
+    graph = onnx.load(exported / "model.onnx").graph  # the front only rescales: no resize
+    assert not {"Resize", "ScaleAndTranslate"} & {node.op_type for node in graph.node}
+    x, y = files["x_test"][MIXED], files["y_test"][MIXED]
+    mixed = write_sized_folder(tmp_path / "mixed", x, y, NAMES, SIZES)
+    for model, csv_path in ((files["model"], "keras.csv"), (exported, "onnx.csv")):
+        code, out, _ = run(capsys, "predict", model, "--data", mixed, "--out", tmp_path / csv_path)
+        assert code == 0, out
+    names = json.load(open(os.path.join(files["model"], "data.json")))["class_names"]["label"]
+    _, keras_p = _probabilities(tmp_path / "keras.csv", names)
+    _, onnx_p = _probabilities(tmp_path / "onnx.csv", names)
+    assert (keras_p.argmax(-1) == onnx_p.argmax(-1)).mean() >= 0.9
+    np.testing.assert_allclose(onnx_p, keras_p, atol=0.1)
+
+
 def test_a_model_that_does_not_fit_the_data(files, capsys, tmp_path):
     """evaluate, predict and explain refuse a model whose input shape or classes do not
     match the data, before any work, with the same one-line message."""
     x, y = files["x_test"], files["y_test"]
     big = write_image_folder(tmp_path / "big", x, y, NAMES, scale=2, mode="RGB")
     expected = (
-        f"model 'cnn' ({files['model']}) does not fit {big}: input 'image' expects 8x8 images "
-        f"with 1 channel; the data gives 16x16 images with 3 channels; --image-size 8x8 resizes "
-        f"the images and --color-mode grayscale converts them"
+        f"model 'cnn' ({files['model']}) does not fit {big}: input 'image' expects images of "
+        f"any size with 1 channel; the data gives 16x16 images with 3 channels; --color-mode "
+        f"grayscale converts them"
     )
     # (the RGB pictures would be read in the recorded grayscale mode unless told otherwise)
     for command, out in (("evaluate", "cm.png"), ("explain", "e.png"), ("predict", "p.csv")):

@@ -30,6 +30,7 @@ import zoo
 from keras_bigmodel.compress import ProbabilityDistillation
 from keras_bigmodel.compress.pruning import PrunedLayer
 from keras_bigmodel.compress.qat import QuantizeAwareLayer
+from keras_bigmodel.data.image_preprocessing import ImagePreprocessing, with_front
 from keras_bigmodel.data.tabular import TabularEncoding
 from keras_bigmodel.layers import MultiTaskHead
 from keras_bigmodel.layers.multi_task_head import task_outputs
@@ -186,6 +187,15 @@ def _tabular_encoding_case():
     return make, model
 
 
+def _with_image_front(_):
+    """A tiny cnn behind the front, on raw 12x10 pixels it resizes to 8x8 itself."""
+    built = with_front(zoo.build("cnn", compile=False, **zoo.get_preset("cnn").tiny))
+    built.compile(keras.optimizers.Adam(0.02), loss="categorical_crossentropy")
+    images = RNG.uniform(0, 255, size=(32, 12, 10, 1)).astype("float32")
+    labels = keras.utils.to_categorical((images[:, :6].mean((1, 2, 3)) > 127.5).astype(int), 3)
+    return built, images, labels.astype("float32")
+
+
 CASES = [
     ObjectCase(TaskLoss, lambda: TaskLoss("mse", task="reg", mask_value=-1.0), _with_task_loss),
     ObjectCase(
@@ -211,6 +221,7 @@ CASES = [
     ObjectCase(PrunedLayer, *_wrapper_in(_pruned, PrunedLayer)),
     ObjectCase(QuantizeAwareLayer, *_wrapper_in(_quantize_aware, QuantizeAwareLayer)),
     ObjectCase(TabularEncoding, *_tabular_encoding_case()),
+    ObjectCase(ImagePreprocessing, lambda: ImagePreprocessing(8, 8), _with_image_front),
 ]
 BY_ID = {case.id: case for case in CASES}
 

@@ -15,7 +15,7 @@ import numpy as np
 import keras_bigmodel as kbm
 import zoo
 from keras_bigmodel import data
-from keras_bigmodel.data import tabular
+from keras_bigmodel.data import image_preprocessing, tabular
 from keras_bigmodel.models import provenance
 from zoo.views import DataView, ModelInput
 
@@ -73,6 +73,12 @@ class LoadedModel:
     @property
     def label(self) -> str:
         return f"model '{self.name}' ({self.path})"
+
+    @property
+    def front(self) -> image_preprocessing.ImagePreprocessing | None:
+        """The model's `ImagePreprocessing` layer (it resizes and rescales raw images
+        itself), or None."""
+        return image_preprocessing.front_of(self.model)
 
 
 def load_model(path: str, out=None) -> LoadedModel:
@@ -176,13 +182,43 @@ def view_for(model: keras.Model) -> DataView:
 
 # --------------------------------------------------------------------------- data
 def load_options(
-    args, record: dict | None, *, require_labels: bool, subset: str, verbose: int = 0
+    args,
+    record: dict | None,
+    *,
+    require_labels: bool,
+    subset: str,
+    verbose: int = 0,
+    front: image_preprocessing.ImagePreprocessing | None = None,
+    own_sizes: bool = False,
+    pixels: str | None = None,
 ) -> data.LoadOptions:
     """The one `LoadOptions` a command reads its data with: its arguments, then what the
-    model recorded (class names, CSV columns and schema, image size and colour mode)."""
+    model recorded (class names, CSV columns and schema, image size and colour mode).
+
+    A model with an `ImagePreprocessing` `front` takes raw pixels (0..255) and resizes
+    them itself: with `own_sizes` the images keep their own sizes (predict, evaluate,
+    explain), else they are read at the front's size (quantize: exports take that
+    size). A record with `scale` "1" without a front is an exported file of such a
+    model: raw pixels at the recorded size. `pixels` forces "raw" or "unit" (train).
+    """
     record = record or {}
     explicit_labels = args.label_column
     feature_columns = getattr(args, "feature_columns", None)
+    image_size = args.image_size
+    if front is not None:
+        raw = True
+        if image_size is None and not own_sizes:
+            image_size = front.size
+    elif record.get("scale") == "1":  # raw pixels, at the exported file's fixed size
+        raw = True
+        if image_size is None and record.get("image_size"):
+            image_size = tuple(record["image_size"])
+    else:
+        raw = False
+        if image_size is None and record.get("resized"):
+            image_size = tuple(record["image_size"])
+    if pixels is not None:
+        raw = pixels == "raw"
     return data.LoadOptions(
         label_columns=explicit_labels or record.get("label_columns"),
         feature_columns=feature_columns or record.get("feature_columns"),
@@ -192,8 +228,9 @@ def load_options(
         missing=getattr(args, "missing", None) or "impute",
         schema=record.get("schema"),
         class_names=record.get("class_names") or None,
-        image_size=args.image_size
-        or (tuple(record["image_size"]) if record.get("resized") else None),
+        image_size=image_size,
+        own_sizes=front is not None and own_sizes and image_size is None,
+        pixels="raw" if raw else "unit",
         color_mode=args.color_mode or record.get("color_mode"),
         bad_images=args.bad_images,
         memory_limit=0 if args.stream else data.DEFAULT_MEMORY_LIMIT,
@@ -222,10 +259,13 @@ def load_data(
     subset: str,
     out=None,
     who: str | None = None,
+    own_sizes: bool = False,
+    pixels: str | None = None,
 ) -> data.Dataset:
     """Reads `args.data` with the command's options (`load_options`), the way the model
     recorded; the kind of data the model (`who`) takes is checked against the data's
-    first."""
+    first. `own_sizes`: a model that resizes images itself gets them at their own
+    sizes."""
     record = loaded.record if loaded is not None else None
     options = load_options(
         args,
@@ -233,6 +273,9 @@ def load_data(
         require_labels=require_labels,
         subset=subset,
         verbose=1 if out is not None and progress(out) == 1 else 0,
+        front=loaded.front if loaded is not None else None,
+        own_sizes=own_sizes,
+        pixels=pixels,
     )
     who = who or (loaded.label if loaded is not None else "the model")
     if view is not None:
@@ -376,7 +419,8 @@ def describe_shape(shape: tuple) -> str:
     """`(8, 8, 1)` -> '8x8 images with 1 channel', and so on."""
     dims = ["?" if d is None else str(d) for d in shape]
     if len(dims) == 3:
-        return f"{dims[0]}x{dims[1]} images with {dims[2]} channel{'' if dims[2] == '1' else 's'}"
+        size = "images of any size" if dims[:2] == ["?", "?"] else f"{dims[0]}x{dims[1]} images"
+        return f"{size} with {dims[2]} channel{'' if dims[2] == '1' else 's'}"
     if len(dims) == 2:
         return f"sequences of {dims[0]} steps x {dims[1]} features"
     if len(dims) == 1:
@@ -389,13 +433,15 @@ def _fits(expected: tuple, got: tuple) -> bool:
 
 
 def _image_hint(dataset: data.Dataset, expected: tuple) -> str:
-    if dataset.format != "images" or len(expected) != 3 or None in expected[:2]:
+    if dataset.format != "images" or len(expected) != 3:
         return ""
-    hint = f"; --image-size {expected[0]}x{expected[1]} resizes the images"
+    hints = []
+    if None not in expected[:2]:
+        hints.append(f"--image-size {expected[0]}x{expected[1]} resizes the images")
     mode = {1: "grayscale", 3: "rgb"}.get(expected[2])
     if mode and mode != dataset.info.get("color_mode"):
-        hint += f" and --color-mode {mode} converts them"
-    return hint
+        hints.append(f"--color-mode {mode} converts them")
+    return "; " + " and ".join(hints) if hints else ""
 
 
 def _is_flags(labels: np.ndarray) -> bool:
@@ -403,13 +449,22 @@ def _is_flags(labels: np.ndarray) -> bool:
     return labels.ndim == 2 and labels.shape[1] > 1 and not np.allclose(labels.sum(axis=1), 1)
 
 
-def load_checked(args, out, *, require_labels: bool) -> tuple[LoadedModel, DataView, data.Dataset]:
+def load_checked(
+    args, out, *, require_labels: bool, own_sizes: bool = True
+) -> tuple[LoadedModel, DataView, data.Dataset]:
     """The model (`args.model`) and the data (`--data`) a command reads, checked against
-    each other with `check_fits` before any work: `(loaded, view, dataset)`."""
+    each other with `check_fits` before any work: `(loaded, view, dataset)`. A model
+    that resizes images itself gets them at their own sizes (`own_sizes`)."""
     loaded = load_model(args.model, out)
     view = view_for(loaded.model)
     dataset = load_data(
-        args, loaded, require_labels=require_labels, view=view, subset="test", out=out
+        args,
+        loaded,
+        require_labels=require_labels,
+        view=view,
+        subset="test",
+        out=out,
+        own_sizes=own_sizes,
     )
     check_fits(loaded, view, dataset)
     return loaded, view, dataset
@@ -424,7 +479,8 @@ def check_fits(loaded: LoadedModel, view: DataView, dataset: data.Dataset) -> No
     model = loaded.model
     prefix = f"{loaded.label} does not fit {dataset.source}"
     try:
-        arranged = view.model_inputs(dataset.take(np.arange(min(len(dataset), 2))))
+        # images read at their own sizes: a sample of the first size
+        arranged = view.model_inputs(dataset.take(dataset.size_groups()[0][:2]))
     except ValueError as e:
         raise CommandError(f"{prefix}: {e}") from None
     expected = input_shapes(model)
@@ -559,9 +615,20 @@ def predict(
     """The model's outputs on the whole dataset, `{output name: (n, units)}` (the one
     output is keyed like `class_names_for`), with Keras's progress bar."""
     model = loaded.model
-    kwargs = keras_data(dataset, view, batch_size, with_labels=False)
-    # A progress bar on a terminal; in logs and pipes the lines before say what runs.
-    result = model.predict(**kwargs, verbose=1 if progress(out) == 1 else 0)
+    groups = dataset.size_groups()
+    if len(groups) == 1:
+        result = _predict_group(model, view, dataset, batch_size, out)
+    else:  # images at their own sizes: one size at a time, back in the data's order
+        parts = [_predict_group(model, view, dataset.subset(g), batch_size, out) for g in groups]
+        order = np.concatenate(groups)
+
+        def gather(*arrays):
+            stacked = np.concatenate([np.asarray(a) for a in arrays])
+            back = np.empty_like(stacked)
+            back[order] = stacked
+            return back
+
+        result = keras.tree.map_structure(gather, *parts)
     tasks = output_names(model)
     if tasks is not None:
         if isinstance(result, dict):
@@ -569,3 +636,9 @@ def predict(
         return {t: np.asarray(r) for t, r in zip(tasks, result)}
     key = next(iter(class_names_for(loaded, dataset, view)))
     return {key: np.asarray(result)}
+
+
+def _predict_group(model, view: DataView, dataset: data.Dataset, batch_size: int, out):
+    kwargs = keras_data(dataset, view, batch_size, with_labels=False)
+    # A progress bar on a terminal; in logs and pipes the lines before say what runs.
+    return model.predict(**kwargs, verbose=1 if progress(out) == 1 else 0)

@@ -3,10 +3,17 @@ examples taken from each class in turn, drawn by `keras_bigmodel.explain.explain
 (which picks Grad-CAM, saliency, integrated gradients or attention for the model).
 With `--evaluate`, the methods that apply to the model are ranked instead by
 `keras_bigmodel.explain.compare` on those examples: a table on stdout and the
-deletion / insertion curves per method in the PNG."""
+deletion / insertion curves per method in the PNG.
+
+A model with an `ImagePreprocessing` front (trained on an image folder) reads the
+images at their own sizes; each chosen image goes through the front (resized and
+rescaled inside the model, exactly as `predict` sees it) and the network behind the
+front is explained on those images (`image_preprocessing.network_view`), so the
+figure shows the images the network sees, at its input size."""
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 
 import keras_bigmodel as kbm
@@ -17,7 +24,7 @@ from keras_bigmodel.cli._common import (
     output_names,
     say,
 )
-from keras_bigmodel.data import tabular
+from keras_bigmodel.data import image_preprocessing, tabular
 from keras_bigmodel.explain import figures
 
 __all__ = ["MAX_SAMPLES", "pick_examples", "run_explain"]
@@ -74,8 +81,15 @@ def run_explain(args, out) -> None:
         None if labels is None else labels[candidates], min(args.samples, len(candidates))
     )
     chosen = candidates[picked]
-    inputs = view.model_inputs(dataset.take(chosen))
     explained_model = model
+    front = loaded.front
+    if front is not None:  # each image through the front, at its own size
+        inputs = np.concatenate(
+            [np.asarray(keras.ops.convert_to_numpy(front(dataset.take([i])))) for i in chosen]
+        )
+        explained_model = image_preprocessing.network_view(model)
+    else:
+        inputs = view.model_inputs(dataset.take(chosen))
     standardized = tabular.standardized_view(model)
     if standardized is not None:  # explain standardized rows: scale-free attributions
         explained_model, scale, offset = standardized

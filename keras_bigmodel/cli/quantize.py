@@ -7,6 +7,12 @@ examples. `--format keras` writes Keras's int8 (or int4) model, `onnx` / `litert
 int8 file calibrated on `--data` (its training split for `digits`) with onnxruntime /
 LiteRT. The output keeps the source's data description (data.json: labels, class
 names, feature columns), so `evaluate` and `predict` read it as they read the input.
+
+A model with an `ImagePreprocessing` front (trained on an image folder: raw pixels of
+any size) keeps its front with `--format keras`; `onnx` and `litert` export it at its
+training size (`image_preprocessing.at_training_size`: the front then only rescales;
+Keras's antialiased resize has no ONNX conversion), and the data is read at that size
+here and by the commands that run the exported file.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from keras_bigmodel.cli._common import (
     view_for,
     write_data_record,
 )
+from keras_bigmodel.data import image_preprocessing
 from keras_bigmodel.models import provenance
 
 __all__ = ["FORMATS", "run_quantize"]
@@ -134,7 +141,7 @@ def run_quantize(args, out) -> None:
             lambda t: (
                 np.random.default_rng(0).uniform(size=(64,) + tuple(t.shape[1:])).astype("float32")
             ),
-            model.input,
+            image_preprocessing.at_training_size(model).input,
         )
 
     pruned_note = ""
@@ -210,7 +217,8 @@ def run_quantize(args, out) -> None:
                         "a table's raw columns: LiteRT dynamic-range int8 (int8 weights, "
                         "float activations); --format onnx quantizes activations too",
                     )
-            kbm.compress.write_runtime_record(work, staging)
+            # a model that resizes images itself is exported at its training size
+            kbm.compress.write_runtime_record(image_preprocessing.at_training_size(work), staging)
             after_model = kbm.compress.load_runtime_model(target)
             after_run = after_model.runtime.run
             written = staging

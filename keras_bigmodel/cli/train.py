@@ -5,6 +5,13 @@ labels train with sparse losses, one-hot rows with categorical ones. The result 
 preset directory (`zoo.save_preset`: model.keras + preset.json) plus data.json (class
 names and how the data was read, so that `evaluate`, `predict` and `explain` read new
 data the same way and report classes by name) and metrics.json.
+
+An image preset (one input, of kind image) trained on a folder of images gets an
+`ImagePreprocessing` front (`keras_bigmodel.data.image_preprocessing`): the saved
+model takes raw pixels (0..255) of any size and resizes and rescales them itself. The
+reader still resizes the training images (Pillow) to the network's size and the front
+is then the identity resize and a rescaling by 1/255, so the network trains on the
+pixels it did without the front.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from keras_bigmodel.cli._common import (
     say,
     write_data_record,
 )
+from keras_bigmodel.data import image_preprocessing
 
 __all__ = ["run_train"]
 
@@ -105,6 +113,17 @@ def _save_best(dataset: data.Dataset, mode: str, view, preset: str):
     return save
 
 
+def takes_front(view, path: str) -> bool:
+    """Whether `train` puts an `ImagePreprocessing` front before the preset: a preset
+    with one input, of kind image, trained on a folder of images."""
+    return (
+        len(view.inputs) == 1
+        and view.inputs[0].kind == "image"
+        and data.kind_of_path(path) == "image"
+        and os.path.isdir(path)  # a folder (the digits are arrays in [0, 1])
+    )
+
+
 def _check_out(path: str) -> None:
     if os.path.lexists(path) and not os.path.isdir(path):
         raise CommandError(f"--out {path} exists and is not a directory")
@@ -138,6 +157,7 @@ def run_train(args, out) -> None:
     _check_out(args.out)
     view = spec.data
     keras.utils.set_random_seed(args.seed)
+    front = takes_front(view, args.data)
     dataset = load_data(
         args,
         None,
@@ -146,6 +166,7 @@ def run_train(args, out) -> None:
         subset="train",
         out=out,
         who=f"preset '{args.preset}'",
+        pixels="raw" if front else None,
     )
     for task, names in dataset.class_names.items():
         if len(names) < 2 and view.target != "binary":
@@ -172,6 +193,11 @@ def run_train(args, out) -> None:
     losses = _masked_losses(model, dataset, mode)
     if losses is not None:
         model = zoo.build(args.preset, labels=mode, loss=losses, **{**config, **overrides})
+    if front:
+        try:
+            model = image_preprocessing.with_front(model)
+        except ValueError as e:
+            raise CommandError(f"preset '{args.preset}' cannot take raw images: {e}") from None
     loaded = LoadedModel(model, args.out, {"class_names": dataset.class_names})
     check_fits(loaded, view, dataset)
     shown = json.dumps(_brief({**config, **overrides}), default=str)
@@ -179,6 +205,13 @@ def run_train(args, out) -> None:
         out,
         f"model: {args.preset} with {shown}: {model.count_params():,} parameters, {mode} labels",
     )
+    if front:
+        height, width = image_preprocessing.front_of(model).size
+        say(
+            out,
+            f"inside the model: images of any size resized to {height}x{width} and pixels "
+            f"scaled by 1/255 (the model takes raw 0..255 pixels)",
+        )
 
     say(
         out,

@@ -114,6 +114,16 @@ def calibration_batches(model: keras.Model, data, name: str, batch_size: int) ->
     return [{k: v[s : s + batch_size] for k, v in feed.items()} for s in starts]
 
 
+def _at_training_size(model: keras.Model) -> keras.Model:
+    """A model whose `ImagePreprocessing` front takes images of any size, as the same
+    layers and weights with a static input of the size it was trained at (where the
+    front only rescales: Keras's antialiased resize has no ONNX conversion); any other
+    model as it is."""
+    from keras_bigmodel.data.image_preprocessing import at_training_size
+
+    return at_training_size(model)
+
+
 def _serving_model(model: keras.Model) -> keras.Model:
     """The same layers with the outputs as a dict keyed by `output_names(model)`, so
     that converted files name their outputs like the model (a LiteRT signature names
@@ -190,9 +200,13 @@ def export_tflite(
     ranges it learned (its fake-quantization nodes); `representative_data` is
     then still used for anything they do not cover.
 
+    A model with an `ImagePreprocessing` front (raw images of any size, e.g. one
+    that `keras-bigmodel train` fitted to an image folder) is converted at the size
+    it was trained at: the file takes raw pixels of that size.
+
     Args:
         model: A built `keras.Model` whose inputs have static shapes apart from
-            the batch dimension.
+            the batch dimension (or an `ImagePreprocessing` front).
         path: Destination `.tflite` path.
         quantization: `"int8"` (full integer, needs `representative_data`),
             `"dynamic"` (int8 weights, activations quantized on the fly: the
@@ -221,6 +235,7 @@ def export_tflite(
     """
     require_tensorflow("kbm.compress.export_tflite", "TFLite conversion is part of TensorFlow")
     check_model(model)
+    model = _at_training_size(model)
     path = _check_destination(path, ".tflite")
     if quantization is not None:
         check_choice("quantization", quantization, [q for q in TFLITE_QUANTIZATIONS if q])
@@ -455,7 +470,10 @@ def export_onnx(
     onnxruntime's dynamic quantization (int8 weights, activations quantized on
     the fly; it also covers ONNX `LSTM` nodes). A `quantize_aware` model is
     exported as its float model (`strip_quantize_aware`): onnxruntime calibrates
-    the ranges itself.
+    the ranges itself. A model with an `ImagePreprocessing` front (raw images of any
+    size) is exported at the size it was trained at, where the front only rescales
+    (Keras's antialiased resize has no ONNX conversion on TensorFlow or PyTorch): the
+    file takes raw pixels of that size.
 
     Args:
         model: A built, float32 `keras.Model`.
@@ -482,6 +500,7 @@ def export_onnx(
     ```
     """
     check_model(model)
+    model = _at_training_size(model)
     path = _check_destination(path, ".onnx")
     batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
     opset_version = check_positive_int("opset_version", opset_version, allow_none=True)

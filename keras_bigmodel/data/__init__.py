@@ -5,7 +5,9 @@ reads it into a `Dataset` (`keras_bigmodel.data.dataset`):
 
 - a folder with one sub-folder per class: images (`.png`, `.jpg`, `.jpeg`, `.bmp`,
   `.gif`); the sub-folders' names are the class names. A folder of images without
-  sub-folders is unlabelled data (for predictions) -- `images.py`;
+  sub-folders is unlabelled data (for predictions) -- `images.py`; a model with an
+  `ImagePreprocessing` front (`image_preprocessing.py`) resizes and rescales raw images
+  itself, and `load(path, own_sizes=True, pixels="raw")` reads them for it;
 - `.npz`: arrays by name: `x` (or `x_<input>`), `y` (or `y_<task>`), and optionally
   `class_names` (or `class_names_<task>`) as string arrays; `.npy`: one array of
   features (unlabelled; memory-mapped) -- `arrays.py`;
@@ -44,11 +46,19 @@ import json
 import os
 
 # Importing the reader modules registers them (no two claim the same path).
-from keras_bigmodel.data import arrays, digits, images, table, tabular  # noqa: F401
+from keras_bigmodel.data import (  # noqa: F401
+    arrays,
+    digits,
+    image_preprocessing,
+    images,
+    table,
+    tabular,
+)
 from keras_bigmodel.data._text import known_names, shown, shown_ends
 from keras_bigmodel.data.dataset import UNNAMED, Batches, Dataset
 from keras_bigmodel.data.digits import Digits, load_digits
 from keras_bigmodel.data.errors import ClassMismatchError, DataError, DataNotFoundError
+from keras_bigmodel.data.image_preprocessing import ImagePreprocessing
 from keras_bigmodel.data.images import IMAGE_EXTENSIONS
 from keras_bigmodel.data.options import (
     BAD_IMAGES,
@@ -57,6 +67,7 @@ from keras_bigmodel.data.options import (
     DEFAULT_MAX_IMAGE_PIXELS,
     DEFAULT_MEMORY_LIMIT,
     MISSING,
+    PIXELS,
     LoadOptions,
 )
 from keras_bigmodel.data.readers import READERS, Reader, reader_for, register_reader
@@ -72,6 +83,7 @@ __all__ = [
     "FORMATS",
     "IMAGE_EXTENSIONS",
     "MISSING",
+    "PIXELS",
     "READERS",
     "UNNAMED",
     "Batches",
@@ -80,6 +92,7 @@ __all__ = [
     "DataNotFoundError",
     "Dataset",
     "Digits",
+    "ImagePreprocessing",
     "LoadOptions",
     "Reader",
     "RecordError",
@@ -109,7 +122,8 @@ def load(path: str | os.PathLike, options: LoadOptions | None = None, **fields) 
         options: A `LoadOptions`; or give its fields as keywords (not both).
         **fields: `LoadOptions` fields (`label_columns`, `feature_columns`,
             `drop_columns`, `id_column`, `categorical_columns`, `missing`, `schema`,
-            `class_names`, `image_size`, `color_mode`, `bad_images`, `memory_limit`,
+            `class_names`, `image_size`, `own_sizes`, `pixels`, `color_mode`,
+            `bad_images`, `memory_limit`,
             `max_image_pixels`, `subset`, `require_labels`, `missing_labels`, ...).
 
     Returns:
@@ -309,4 +323,6 @@ def read_record(directory: str) -> dict | None:
         )
     if not isinstance(record.get("resized", False), bool):
         raise _bad_field(path, "resized", "true or false", record.get("resized"))
+    if record.get("scale") not in (None, "1", "1/255"):
+        raise _bad_field(path, "scale", "'1' or '1/255'", record.get("scale"))
     return record

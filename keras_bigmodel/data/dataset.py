@@ -207,9 +207,18 @@ class Dataset:
         """All the features in memory (decoding every image of a streamed folder)."""
         if isinstance(self._features, _ArrayFeatures) and self._features.in_memory:
             return _unwrap(dict(self._features.arrays))
-        if getattr(self._features, "cache", None) is not None:
+        if isinstance(getattr(self._features, "cache", None), np.ndarray):
             return self._features.cache
         return self.take(np.arange(len(self)))
+
+    def size_groups(self) -> list[np.ndarray]:
+        """The examples' indices in groups of one input size, in order of first
+        appearance: one group, except for images read at their own sizes
+        (`LoadOptions(own_sizes=True)`), where each group can be one batch."""
+        groups = getattr(self._features, "size_groups", None)
+        if groups is None:
+            return [np.arange(len(self))]
+        return groups()
 
     @classmethod
     def from_arrays(
@@ -369,7 +378,11 @@ class Dataset:
         shapes = self.input_shapes()
         if self.format == "images":
             h, w, _ = shapes[UNNAMED]
-            what = f"{len(self):,} images ({h}x{w} {self.info.get('color_mode', '')})"
+            size = f"{h}x{w}"
+            if h is None:
+                groups = self.size_groups()
+                size = f"{len(groups)} sizes"
+            what = f"{len(self):,} images ({size} {self.info.get('color_mode', '')})"
         elif self.format == "csv":
             what = f"{len(self):,} rows of {len(self.info['feature_columns'])} features"
         elif len(shapes) == 1:

@@ -85,7 +85,7 @@ def load_digits(test_fraction: float = 0.25, seed: int = 0) -> Digits:
     return Digits(x_train, y_train.astype("int64"), x_test, y_test.astype("int64"))
 
 
-def _load_digits(subset: str, seed: int, known) -> Dataset:
+def _load_digits(subset: str, seed: int, known, raw: bool = False) -> Dataset:
     digits = load_digits(seed=seed)
     if subset == "train":
         x, y = digits.x_train, digits.y_train
@@ -94,6 +94,8 @@ def _load_digits(subset: str, seed: int, known) -> Dataset:
     else:
         x = np.concatenate([digits.x_train, digits.x_test])
         y = np.concatenate([digits.y_train, digits.y_test])
+    if raw:  # the 0..255 values these digits have as PNG files (round(x * 255))
+        x = np.round(x * 255.0).astype("float32")
     names = [str(i) for i in range(10)]
     model_names = names_for(known, DEFAULT_LABEL_COLUMN, [DEFAULT_LABEL_COLUMN])
     if model_names is not None:
@@ -106,7 +108,7 @@ def _load_digits(subset: str, seed: int, known) -> Dataset:
         _ArrayFeatures({UNNAMED: x}),
         {DEFAULT_LABEL_COLUMN: y},
         {DEFAULT_LABEL_COLUMN: names},
-        info={"subset": subset},
+        info={"subset": subset, **({"scale": "1"} if raw else {})},
         names_from={DEFAULT_LABEL_COLUMN: "values"},
     )
 
@@ -121,7 +123,7 @@ class DigitsReader(Reader):
         return path == DIGITS and not os.path.lexists(path)
 
     def read(self, path: str, options: LoadOptions, known) -> Dataset:
-        return _load_digits(options.subset, options.seed, known)
+        return _load_digits(options.subset, options.seed, known, options.pixels == "raw")
 
 
 register_reader(DigitsReader())

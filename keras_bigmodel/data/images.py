@@ -47,9 +47,16 @@ def _check_pixels(path: str, size, limit: int) -> None:
 
 
 def decode(
-    path: str, size: tuple[int, int] | None, color_mode: str, root: str, max_pixels: int
+    path: str,
+    size: tuple[int, int] | None,
+    color_mode: str,
+    root: str,
+    max_pixels: int,
+    raw: bool = False,
 ) -> np.ndarray:
-    """One image as float32 pixels in [0, 1], `(height, width, channels)`."""
+    """One image as float32 pixels, `(height, width, channels)`: in [0, 1], or the raw
+    values 0..255 with `raw=True` (for a model that rescales them itself); resized
+    to `size` (Pillow, bilinear and antialiased) unless `size` is None."""
     Image = _pil()
     with safety.open_data_file(path, root) as f:
         with Image.open(f) as image:
@@ -60,15 +67,24 @@ def decode(
             pixels = np.asarray(image, dtype="float32")
     if pixels.ndim == 2:
         pixels = pixels[..., None]
-    return pixels / 255.0
+    return pixels if raw else pixels / 255.0
 
 
 class _ImageFeatures:
-    """Image files decoded a batch at a time (or all at once into `cache`)."""
+    """Image files decoded a batch at a time (or all at once into `cache`).
 
-    def __init__(self, paths, size, color_mode, root, max_pixels, cache=None):
+    `size` is the one size every image is read at (resized to it, or all of that
+    size); None when the images keep their own sizes (`sizes`, one `(height, width)`
+    per image; `cache` is then a list of arrays) and a batch takes images of one size.
+    """
+
+    def __init__(
+        self, paths, size, color_mode, root, max_pixels, cache=None, sizes=None, raw=False
+    ):
         self.paths, self.size, self.color_mode = paths, size, color_mode
         self.root, self.max_pixels, self.cache = root, max_pixels, cache
+        self.sizes = list(sizes) if sizes is not None else [tuple(size)] * len(paths)
+        self.raw = raw
         self.in_memory = cache is not None
 
     def __len__(self):
@@ -79,26 +95,64 @@ class _ImageFeatures:
         return 1 if self.color_mode == "grayscale" else 3
 
     def shapes(self) -> dict[str, tuple]:
+        if self.size is None:
+            return {UNNAMED: (None, None, self.channels)}
         return {UNNAMED: (*self.size, self.channels)}
 
+    def size_groups(self) -> list[np.ndarray]:
+        groups: dict[tuple, list[int]] = {}
+        for i, size in enumerate(self.sizes):
+            groups.setdefault(tuple(size), []).append(i)
+        return [np.asarray(g, dtype="int64") for g in groups.values()]
+
     def take(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-        if self.cache is not None:
+        if self.size is not None and isinstance(self.cache, np.ndarray):
             return {UNNAMED: self.cache[indices]}
-        out = np.empty((len(indices), *self.size, self.channels), dtype="float32")
-        for i, index in enumerate(indices):
-            out[i] = decode(
-                self.paths[index], self.size, self.color_mode, self.root, self.max_pixels
+        sizes = {tuple(self.sizes[i]) for i in indices}
+        if len(sizes) > 1:
+            raise DataError(
+                f"images of {len(sizes)} different sizes cannot be one batch (e.g. "
+                + ", ".join(f"{h}x{w}" for h, w in sorted(sizes)[:3])
+                + "); take them in groups of one size (Dataset.size_groups())"
             )
+        size = next(iter(sizes)) if sizes else (self.size or (0, 0))
+        out = np.empty((len(indices), *size, self.channels), dtype="float32")
+        for i, index in enumerate(indices):
+            if self.cache is not None:
+                out[i] = self.cache[index]
+            else:
+                out[i] = decode(
+                    self.paths[index],
+                    self.size,
+                    self.color_mode,
+                    self.root,
+                    self.max_pixels,
+                    self.raw,
+                )
         return {UNNAMED: out}
 
     def subset(self, indices: np.ndarray) -> _ImageFeatures:
+        sizes = [self.sizes[i] for i in indices]
+        size = self.size
+        if size is None and len(set(map(tuple, sizes))) == 1:
+            size = tuple(sizes[0])  # one size left: a uniform folder
+        cache = self.cache
+        if cache is not None:
+            if isinstance(cache, np.ndarray):
+                cache = cache[indices]
+            else:
+                cache = [cache[i] for i in indices]
+                if size is not None:
+                    cache = np.stack(cache) if cache else None
         return _ImageFeatures(
             [self.paths[i] for i in indices],
-            self.size,
+            size,
             self.color_mode,
             self.root,
             self.max_pixels,
-            None if self.cache is None else self.cache[indices],
+            cache,
+            sizes,
+            self.raw,
         )
 
 
@@ -176,30 +230,39 @@ class ImageFolderReader(Reader):
         color_mode = options.color_mode or ("grayscale" if grey else "rgb")
         channels = 1 if color_mode == "grayscale" else 3
         image_size = options.image_size
-        if image_size is None and keep:
+        own = image_size is None and options.own_sizes
+        if not keep:
+            raise DataError(f"none of the {len(paths)} images in {printable(root)} can be read")
+        size_used = image_size
+        if image_size is None:
             first = keep[0]
             for i in keep:
-                if sizes[i] != sizes[first]:
+                if sizes[i] != sizes[first] and not own:
                     (h0, w0), (h, w) = sizes[first], sizes[i]
                     raise DataError(
                         f"images differ in size: {printable(paths[first])} is {h0}x{w0}, "
                         f"{printable(paths[i])} is {h}x{w}; resize them all with --image-size "
                         f"HEIGHTxWIDTH (image_size=)"
                     )
-            size_used = sizes[first]
-        else:
-            size_used = image_size
-        if not keep:
-            raise DataError(f"none of the {len(paths)} images in {printable(root)} can be read")
+            if len({sizes[i] for i in keep}) == 1:
+                size_used = sizes[first]
+        raw = options.pixels == "raw"
         # Then decode every image once: into memory if it fits, else only to check it.
-        nbytes = len(keep) * size_used[0] * size_used[1] * channels * 4
+        if size_used is not None:
+            nbytes = len(keep) * size_used[0] * size_used[1] * channels * 4
+        else:
+            nbytes = sum(sizes[i][0] * sizes[i][1] for i in keep) * channels * 4
         in_memory = nbytes <= options.memory_limit
-        cache = np.empty((len(keep), *size_used, channels), "float32") if in_memory else None
+        cache = None
+        if in_memory:
+            cache = np.empty((len(keep), *size_used, channels), "float32") if size_used else []
         progress = keras.utils.Progbar(len(keep), unit_name="image") if options.verbose else None
         good = []
         for n, i in enumerate(keep):
             try:
-                pixels = decode(paths[i], image_size, color_mode, root, options.max_image_pixels)
+                pixels = decode(
+                    paths[i], image_size, color_mode, root, options.max_image_pixels, raw
+                )
             except DataError:
                 raise
             except Exception as e:
@@ -207,26 +270,35 @@ class ImageFolderReader(Reader):
                 if options.bad_images == "refuse":
                     raise _bad_image(paths[i], e) from None
             else:
-                if cache is not None:
+                if isinstance(cache, list):
+                    cache.append(pixels)
+                elif cache is not None:
                     cache[len(good)] = pixels
                 good.append(i)
             if progress is not None and ((n + 1) % 64 == 0 or n + 1 == len(keep)):
                 progress.update(n + 1)
         if not good:
             raise DataError(f"none of the {len(paths)} images in {printable(root)} can be read")
-        if cache is not None and len(good) < len(keep):
+        if isinstance(cache, np.ndarray) and len(good) < len(keep):
             cache = cache[: len(good)]
         kept = [paths[i] for i in good]
         features = _ImageFeatures(
-            kept, size_used, color_mode, root, options.max_image_pixels, cache
+            kept,
+            size_used,
+            color_mode,
+            root,
+            options.max_image_pixels,
+            cache,
+            [image_size or sizes[i] for i in good],
+            raw,
         )
         # ids are text that can always be written (undecodable bytes as escapes)
         ids = [printable(os.path.relpath(p, root)) for p in kept]
         info = {
             "color_mode": color_mode,
-            "image_size": list(size_used),
+            "image_size": None if size_used is None else list(size_used),
             "resized": image_size is not None,
-            "scale": "1/255",
+            "scale": "1" if raw else "1/255",
             "ignored": ignored,
         }
         if names is None:

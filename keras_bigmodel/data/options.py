@@ -20,6 +20,7 @@ __all__ = [
     "DIGITS_SUBSETS",
     "MISSING",
     "MISSING_LABELS",
+    "PIXELS",
     "LoadOptions",
 ]
 
@@ -27,6 +28,7 @@ COLOR_MODES = ("grayscale", "rgb")
 BAD_IMAGES = ("refuse", "skip")
 MISSING = ("impute", "drop", "error")
 MISSING_LABELS = ("error", "unlabelled")
+PIXELS = ("unit", "raw")
 DIGITS_SUBSETS = ("all", "train", "test")
 DEFAULT_MEMORY_LIMIT = 1 << 30  # bytes a reader may allocate for features
 DEFAULT_MAX_IMAGE_PIXELS = 1 << 24  # 16.8 million pixels (4096 x 4096)
@@ -79,6 +81,12 @@ class LoadOptions:
             column, see `keras_bigmodel.data.tabular`): new data is encoded the same way.
         class_names: The classes a model knows (`{task: names}` or one list).
         image_size: Images: `(height, width)` to resize to (default: no resizing).
+        own_sizes: Images: without `image_size`, keep each image at its own size
+            (for a model that resizes inside, `ImagePreprocessing`): a folder of
+            images of different sizes is read, `input_shape()` is `(None, None, C)`
+            and a batch takes images of one size (`Dataset.size_groups()`).
+        pixels: Images: `"unit"` (default: float32 in [0, 1]) or `"raw"` (the
+            values 0..255, for a model that rescales them inside).
         color_mode: Images: `"grayscale"` or `"rgb"` (default: grayscale if all are).
         bad_images: Images: `"refuse"` an unreadable image, or `"skip"` it.
         memory_limit: Bytes a reader may allocate for features (decoded images, `.npz`
@@ -105,6 +113,8 @@ class LoadOptions:
     schema: Sequence[Mapping[str, Any]] | None = None
     class_names: Mapping[str, Sequence[str]] | Sequence[str] | None = None
     image_size: tuple[int, int] | None = None
+    own_sizes: bool = False
+    pixels: str = "unit"
     color_mode: str | None = None
     bad_images: str = "refuse"
     memory_limit: int = DEFAULT_MEMORY_LIMIT
@@ -133,6 +143,9 @@ class LoadOptions:
         _choice("missing_labels", self.missing_labels, MISSING_LABELS)
         _choice("bad_images", self.bad_images, BAD_IMAGES)
         _choice("subset", self.subset, DIGITS_SUBSETS)
+        _choice("pixels", self.pixels, PIXELS)
+        if not isinstance(self.own_sizes, bool):
+            raise TypeError(f"`own_sizes` must be a bool. Received: own_sizes={self.own_sizes!r}")
         if self.color_mode is not None:
             _choice("color_mode", self.color_mode, COLOR_MODES)
         if self.image_size is not None:
