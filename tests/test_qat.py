@@ -177,3 +177,44 @@ def test_onnx_int8_of_a_quantize_aware_model_uses_its_learned_scales(tmp_path):
     plain = kbm.compress.strip_quantize_aware(qat).predict(x, verbose=0)
     np.testing.assert_allclose(got, want, atol=0.02)
     assert np.abs(plain - want).max() > 0.05  # the float model is not what it computes
+
+
+@pytest.mark.backend_independent
+def test_learned_scales_find_a_kernel_by_its_values_in_any_layout():
+    """The ONNX side of the QAT export: a dense kernel stored transposed (a Gemm with
+    transB) is found by its values, its input's scale also goes to the tensor before
+    an Identity, and a layer whose kernel no Conv/Gemm/MatMul reads is reported."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from keras_bigmodel.compress.export import _learned_overrides
+
+    kernel = np.arange(6, dtype="float32").reshape(3, 2) - 2.5
+    graph = helper.make_graph(
+        [
+            helper.make_node("Identity", ["x"], ["xi"], name="id"),
+            helper.make_node("Gemm", ["xi", "w"], ["y"], name="gemm", transB=1),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])],
+        [numpy_helper.from_array(kernel.T.copy(), "w")],
+    )
+    entry = {
+        "layer": "dense",
+        "kernel": kernel,
+        "per_channel": False,
+        "kernel_scale": np.float32(2.5 / 127),
+        "input_scale": 0.01,
+        "input_zero_point": 3,
+    }
+    missing = dict(entry, layer="other", kernel=kernel + 1)
+    with pytest.warns(UserWarning, match="calibrates quantization-aware layer 'other'"):
+        overrides = _learned_overrides(helper.make_model(graph), [entry, missing], set())
+    assert sorted(overrides) == ["w", "x", "xi"]
+    assert overrides["w"] == [{"scale": pytest.approx(2.5 / 127), "zero_point": 0}]
+    for name in ("x", "xi"):
+        (activation,) = overrides[name]
+        assert float(activation["scale"]) == pytest.approx(0.01)
+        assert int(activation["zero_point"]) == 3
+    # Excluded (float) nodes pass nothing upstream.
+    assert sorted(_learned_overrides(helper.make_model(graph), [entry], {"id"})) == ["w", "xi"]

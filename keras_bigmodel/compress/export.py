@@ -423,7 +423,10 @@ def _learned_overrides(model, learned: list[dict], excluded: set[str]) -> dict:
     output channel, ONNX's axis 0, for convolutions).
 
     Raises:
-        ValueError: A layer's kernel is not in the graph, or is in it more than once.
+        ValueError: A convolution's kernel is read by a node that is not a `Conv`.
+
+    Warns:
+        UserWarning: No such node reads a layer's kernel (it is calibrated instead).
     """
     from onnx import numpy_helper
 
@@ -444,42 +447,46 @@ def _learned_overrides(model, learned: list[dict], excluded: set[str]) -> dict:
                 weight = numpy_helper.to_array(tensor)
                 if np.array_equal(np.sort(weight, axis=None), kernel):
                     matches.append((node, position, weight))
-        if len(matches) != 1:
-            raise ValueError(
-                f"The kernel of quantization-aware layer '{entry['layer']}' is "
-                f"{'not' if not matches else f'{len(matches)} times'} in the exported "
-                f"ONNX graph as the weight of one {sorted(_KERNEL_OPS)} node, so its "
-                f"learned int8 scales cannot be given to it"
+        if not matches:
+            warnings.warn(
+                f"The int8 ONNX file calibrates quantization-aware layer "
+                f"'{entry['layer']}' instead of using its learned scales: no "
+                f"{sorted(_KERNEL_OPS)} node of the exported graph reads its kernel (e.g. "
+                f"PyTorch writes an EinsumDense as an Einsum, which onnxruntime's static "
+                f"quantization leaves float)",
+                stacklevel=3,
             )
-        node, position, weight = matches[0]
-        scale = np.asarray(entry["kernel_scale"], dtype="float32")
-        if entry["per_channel"]:
-            if node.op_type != "Conv" or weight.shape[0] != scale.size:
-                raise ValueError(
-                    f"Quantization-aware layer '{entry['layer']}' has per-channel kernel "
-                    f"scales, but its kernel in the ONNX graph feeds a {node.op_type} of "
-                    f"weight shape {weight.shape}"
-                )
-            overrides[node.input[position]] = [
-                {"axis": 0, "scale": float(scale[0]), "zero_point": 0}
-            ]
-            overrides[node.input[position]] += [
-                {"scale": float(v), "zero_point": 0} for v in scale[1:]
-            ]
-        else:
-            overrides[node.input[position]] = [{"scale": float(scale), "zero_point": 0}]
-        activation = {  # onnxruntime needs NumPy values for activations
-            "scale": np.array(entry["input_scale"], dtype="float32"),
-            "zero_point": np.array(entry["input_zero_point"], dtype="uint8"),
-        }
-        tensor = node.input[1 - position]
-        while True:
-            overrides[tensor] = [dict(activation)]
-            source = producers.get(tensor)
-            if source is None or source.op_type not in _SHAPE_OPS or source.name in excluded:
-                break
-            tensor = source.input[0]
+        for node, position, weight in matches:  # several: a layer called more than once
+            _override_layer(overrides, entry, node, position, weight, producers, excluded)
     return overrides
+
+
+def _override_layer(overrides, entry, node, position, weight, producers, excluded) -> None:
+    """Adds the overrides of one layer whose kernel is input `position` of `node`."""
+    scale = np.asarray(entry["kernel_scale"], dtype="float32")
+    name = node.input[position]
+    if entry["per_channel"]:
+        if node.op_type != "Conv" or weight.shape[0] != scale.size:
+            raise ValueError(
+                f"Quantization-aware layer '{entry['layer']}' has {scale.size} per-channel "
+                f"kernel scales, but its kernel in the ONNX graph is the weight of a "
+                f"{node.op_type} of shape {weight.shape}"
+            )
+        overrides[name] = [{"axis": 0, "scale": float(scale[0]), "zero_point": 0}]
+        overrides[name] += [{"scale": float(v), "zero_point": 0} for v in scale[1:]]
+    else:
+        overrides[name] = [{"scale": float(scale), "zero_point": 0}]
+    activation = {  # onnxruntime needs NumPy values for activations
+        "scale": np.array(entry["input_scale"], dtype="float32"),
+        "zero_point": np.array(entry["input_zero_point"], dtype="uint8"),
+    }
+    tensor = node.input[1 - position]
+    while True:
+        overrides[tensor] = [dict(activation)]
+        source = producers.get(tensor)
+        if source is None or source.op_type not in _SHAPE_OPS or source.name in excluded:
+            return
+        tensor = source.input[0]
 
 
 def _quantize_onnx(
@@ -562,8 +569,7 @@ def export_onnx(
 
     Raises:
         ValueError: Bad arguments, a model that is not float32, or (int8 of a
-            `quantize_aware` model) a learned range that is empty or a wrapped
-            layer whose kernel the exported graph does not hold.
+            `quantize_aware` model) a learned range that is empty.
         ImportError: The backend's converter is not installed (tf2onnx, jax2onnx).
 
     Example:
