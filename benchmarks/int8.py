@@ -13,7 +13,8 @@ the 450 test digits; the int8 share of multiply-adds (`op_coverage`); file sizes
 Then, on the `cnn` at the digits' own 8x8x1 (default filters and units), pruning to
 80% with fine-tuning (accuracy, gzip'd file against the float file), 2:4 pruning
 (checked exact) and quantization-aware training against post-training int8 (LiteRT
-on TensorFlow, ONNX elsewhere).
+on TensorFlow, ONNX elsewhere; both int8 exports of the QAT model use its learned
+scales). `--presets` with no name runs only this part.
 
     python -m benchmarks.int8 --quick          # about 2-3 minutes a backend
 """
@@ -281,7 +282,7 @@ def _compression(quick: bool, tmp: str) -> dict:
         qat_file = kbm.compress.export_onnx(
             qat, os.path.join(tmp, "qat.onnx"), quantization="int8", calibration_data=calibration
         )
-        result["int8_runtime"] = "onnx (QAT exported as its float model, calibrated)"
+        result["int8_runtime"] = "onnx (QAT: its learned scales)"
     for label, path in (("ptq int8", ptq), ("qat int8", qat_file)):
         out = kbm.compress.open_runtime(path).predict(d.x_test)
         result[label] = float(np.mean(np.argmax(out, -1) == d.y_test))

@@ -418,7 +418,96 @@ def _input_prefix(path: str) -> list[str]:
     return prefix
 
 
-def _quantize_onnx(source: str, destination: str, quantization: str, batches) -> None:
+# Operators that pass a tensor's values through unchanged (or only rearranged): a
+# fake-quantized tensor is still on its int8 grid after them, so the learned range of
+# a layer's input holds for the tensors before them too.
+_SHAPE_OPS = {"Cast", "Flatten", "Identity", "Reshape", "Squeeze", "Transpose", "Unsqueeze"}
+_KERNEL_OPS = {"Conv", "Gemm", "MatMul"}
+
+
+def _learned_overrides(model, learned: list[dict], excluded: set[str]) -> dict:
+    """onnxruntime `TensorQuantOverrides` that give each quantization-aware layer's
+    tensors in the ONNX graph `model` the int8 scales it learned (`learned_int8`).
+
+    A layer's kernel is found as the initializer of a `Conv`, `Gemm` or `MatMul` node
+    that holds the same values (exporters transpose convolution kernels to ONNX's
+    (out, in, ...) layout); that node's other input is the layer's input, which
+    gets the learned uint8 scale and zero point, as do the tensors it comes from
+    through operators that only rearrange values (`Transpose`, `Reshape`, ...). The
+    kernel gets the layer's symmetric int8 scale (per tensor for dense kernels, per
+    output channel, ONNX's axis 0, for convolutions).
+
+    Raises:
+        ValueError: A convolution's kernel is read by a node that is not a `Conv`.
+
+    Warns:
+        UserWarning: No such node reads a layer's kernel (it is calibrated instead).
+    """
+    from onnx import numpy_helper
+
+    graph = model.graph
+    initializers = {t.name: t for t in graph.initializer}
+    producers = {o: n for n in graph.node for o in n.output}
+    overrides = {}
+    for entry in learned:
+        kernel = np.sort(entry["kernel"], axis=None)
+        matches = []
+        for node in graph.node:
+            if node.op_type not in _KERNEL_OPS or node.name in excluded:
+                continue
+            for position, name in enumerate(node.input[:2]):
+                tensor = initializers.get(name)
+                if tensor is None or int(np.prod(tensor.dims)) != kernel.size:
+                    continue
+                weight = numpy_helper.to_array(tensor)
+                if np.array_equal(np.sort(weight, axis=None), kernel):
+                    matches.append((node, position, weight))
+        if not matches:
+            warnings.warn(
+                f"The int8 ONNX file calibrates quantization-aware layer "
+                f"'{entry['layer']}' instead of using its learned scales: no "
+                f"{sorted(_KERNEL_OPS)} node of the exported graph reads its kernel (e.g. "
+                f"PyTorch writes an EinsumDense as an Einsum, which onnxruntime's static "
+                f"quantization leaves float)",
+                stacklevel=3,
+            )
+        for node, position, weight in matches:  # several: a layer called more than once
+            _override_layer(overrides, entry, node, position, weight, producers, excluded)
+    return overrides
+
+
+def _override_layer(overrides, entry, node, position, weight, producers, excluded) -> None:
+    """Adds the overrides of one layer whose kernel is input `position` of `node`."""
+    scale = np.asarray(entry["kernel_scale"], dtype="float32")
+    name = node.input[position]
+    if entry["per_channel"]:
+        if node.op_type != "Conv" or weight.shape[0] != scale.size:
+            raise ValueError(
+                f"Quantization-aware layer '{entry['layer']}' has {scale.size} per-channel "
+                f"kernel scales, but its kernel in the ONNX graph is the weight of a "
+                f"{node.op_type} of shape {weight.shape}"
+            )
+        overrides[name] = [{"axis": 0, "scale": float(scale[0]), "zero_point": 0}]
+        overrides[name] += [{"scale": float(v), "zero_point": 0} for v in scale[1:]]
+    else:
+        overrides[name] = [{"scale": float(scale), "zero_point": 0}]
+    activation = {  # onnxruntime needs NumPy values for activations
+        "scale": np.array(entry["input_scale"], dtype="float32"),
+        "zero_point": np.array(entry["input_zero_point"], dtype="uint8"),
+    }
+    tensor = node.input[1 - position]
+    while True:
+        overrides[tensor] = [dict(activation)]
+        source = producers.get(tensor)
+        if source is None or source.op_type not in _SHAPE_OPS or source.name in excluded:
+            return
+        tensor = source.input[0]
+
+
+def _quantize_onnx(
+    source: str, destination: str, quantization: str, batches, learned: list[dict] | None = None
+) -> None:
+    import onnx
     from onnxruntime import quantization as q
 
     with warnings.catch_warnings():
@@ -431,7 +520,13 @@ def _quantize_onnx(source: str, destination: str, quantization: str, batches) ->
             q.quant_pre_process(source, prepared, skip_symbolic_shape=True)
         except Exception:  # the optimizer of some graphs; calibrate the raw one
             prepared = source
-        preprocessing = _input_prefix(prepared)
+    preprocessing = _input_prefix(prepared)
+    extra = {}
+    if learned:
+        overrides = _learned_overrides(onnx.load(prepared), learned, set(preprocessing))
+        extra["TensorQuantOverrides"] = overrides
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         q.quantize_static(
             prepared,
             destination,
@@ -442,6 +537,7 @@ def _quantize_onnx(source: str, destination: str, quantization: str, batches) ->
             weight_type=q.QuantType.QInt8,
             calibrate_method=q.CalibrationMethod.MinMax,
             nodes_to_exclude=preprocessing,
+            extra_options=extra,
         )
 
 
@@ -469,11 +565,13 @@ def export_onnx(
     around a convolution or matrix product as one int8 kernel. `"dynamic"` is
     onnxruntime's dynamic quantization (int8 weights, activations quantized on
     the fly; it also covers ONNX `LSTM` nodes). A `quantize_aware` model is
-    exported as its float model (`strip_quantize_aware`): onnxruntime calibrates
-    the ranges itself. A model with an `ImagePreprocessing` front (raw images of any
-    size) is exported at the size it was trained at, where the front only rescales
-    (Keras's antialiased resize has no ONNX conversion on TensorFlow or PyTorch): the
-    file takes raw pixels of that size.
+    exported as its float model (`strip_quantize_aware`); with `"int8"`, each
+    wrapped layer's input gets the range it learned and its kernel the int8 scales
+    it trained with (`qat.learned_int8`), the other tensors calibrated ranges. A
+    model with an `ImagePreprocessing` front (raw images of any size) is exported at
+    the size it was trained at, where the front only rescales (Keras's antialiased
+    resize has no ONNX conversion on TensorFlow or PyTorch): the file takes raw
+    pixels of that size.
 
     Args:
         model: A built, float32 `keras.Model`.
@@ -489,7 +587,8 @@ def export_onnx(
         The path written.
 
     Raises:
-        ValueError: Bad arguments, or a model that is not float32.
+        ValueError: Bad arguments, a model that is not float32, or (int8 of a
+            `quantize_aware` model) a learned range that is empty.
         ImportError: The backend's converter is not installed (tf2onnx, jax2onnx).
 
     Example:
@@ -518,10 +617,17 @@ def export_onnx(
             f"ONNX export needs a float32 model (as Keras's exporter does); model "
             f"'{model.name}' has layers with the dtype policies {policies}"
         )
-    from keras_bigmodel.compress.qat import QuantizeAwareLayer, strip_quantize_aware
+    from keras_bigmodel.compress.qat import (
+        QuantizeAwareLayer,
+        learned_int8,
+        strip_quantize_aware,
+    )
 
+    learned = None
     if any(isinstance(layer, QuantizeAwareLayer) for layer in model.layers):
-        model = strip_quantize_aware(model)  # onnxruntime calibrates its own ranges
+        if quantization == "int8":
+            learned = learned_int8(model)  # the scales it trained, for onnxruntime
+        model = strip_quantize_aware(model)
     batches = None
     if quantization == "int8":
         batches = calibration_batches(model, calibration_data, "calibration_data", batch_size or 32)
@@ -562,5 +668,5 @@ def export_onnx(
             with tempfile.TemporaryDirectory() as work:
                 float_path = os.path.join(work, "float.onnx")
                 onnx.save(proto, float_path)
-                _quantize_onnx(float_path, tmp_path, quantization, batches)
+                _quantize_onnx(float_path, tmp_path, quantization, batches, learned)
     return path

@@ -9,8 +9,11 @@ what the int8 exports use), per output channel for convolutions and per tensor f
 dense kernels (as TensorFlow Model Optimization does). On TensorFlow the op is
 TensorFlow's `FakeQuantWithMinMaxVars`, which the LiteRT converter reads:
 `export_tflite(qat_model, ..., "int8", representative_data=x)` quantizes each
-wrapped layer's input with the learned range. `strip_quantize_aware` returns the plain
-float model (for the ONNX exporter, which calibrates instead).
+wrapped layer's input with the learned range. `export_onnx(qat_model, ..., "int8",
+calibration_data=x)` exports the float model and gives onnxruntime's static
+quantization the learned input ranges and the kernels' int8 scales (`learned_int8`) for
+the tensors of each wrapped layer, on every backend. `strip_quantize_aware` returns the
+plain float model.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from keras_bigmodel.validation import check_model
 __all__ = [
     "QAT_LAYERS",
     "QuantizeAwareLayer",
+    "learned_int8",
     "quantize_aware",
     "strip_quantize_aware",
 ]
@@ -195,3 +199,66 @@ def strip_quantize_aware(model: keras.Model) -> keras.Model:
         return layer.layer if isinstance(layer, QuantizeAwareLayer) else layer
 
     return clone_layers(model, unwrap)
+
+
+def learned_int8(model: keras.Model) -> list[dict]:
+    """The int8 quantization that a `quantize_aware` model trained, layer by layer, as
+    an int8 runtime stores it.
+
+    The input range `[min, max]` is nudged as `keras.quantizers.fake_quant_with_min_max_vars`
+    does (TensorFlow's FakeQuant): uint8 scale `(max - min) / 255` and zero point
+    `round(clip(-min / scale, 0, 255))`; the kernel is symmetric int8 in narrow range,
+    scale `max|w| / 127` per tensor (dense) or per output channel (convolutions).
+
+    Args:
+        model: A model with `QuantizeAwareLayer`s at its top level.
+
+    Returns:
+        One dict per wrapped layer: `"layer"` (its name), `"kernel"` (the float
+        kernel, a NumPy array), `"per_channel"` (bool), `"kernel_scale"` (a float,
+        or one per output channel: the kernel's last axis), `"input_scale"` (float)
+        and `"input_zero_point"` (int in [0, 255]).
+
+    Raises:
+        ValueError: A model without `QuantizeAwareLayer`, or a layer whose learned
+            range is empty (min >= max: the training diverged).
+
+    Example:
+
+    ```python
+    for entry in learned_int8(qat):
+        print(entry["layer"], entry["input_scale"], entry["input_zero_point"])
+    ```
+    """
+    check_model(model)
+    layers = [layer for layer in model.layers if isinstance(layer, QuantizeAwareLayer)]
+    if not layers:
+        raise ValueError(f"Model '{model.name}' has no QuantizeAwareLayer")
+    found = []
+    for layer in layers:
+        low = float(ops.convert_to_numpy(layer.input_min))
+        high = float(ops.convert_to_numpy(layer.input_max))
+        if not high > low:
+            raise ValueError(
+                f"Layer '{layer.name}' learned an empty input range: min {low} >= max "
+                f"{high}, which no int8 scale represents (the training diverged; a smaller "
+                f"learning rate keeps min < max)"
+            )
+        scale = (high - low) / 255.0
+        kernel = np.asarray(ops.convert_to_numpy(layer.layer.kernel), dtype="float32")
+        per_channel = not isinstance(layer.layer, (keras.layers.Dense, keras.layers.EinsumDense))
+        if per_channel:
+            bound = np.abs(kernel).max(axis=tuple(range(kernel.ndim - 1)))
+        else:
+            bound = np.abs(kernel).max()
+        found.append(
+            {
+                "layer": layer.name,
+                "kernel": kernel,
+                "per_channel": per_channel,
+                "kernel_scale": np.maximum(bound, 1e-8).astype("float32") / 127.0,
+                "input_scale": scale,
+                "input_zero_point": int(np.round(np.clip(-low / scale, 0.0, 255.0))),
+            }
+        )
+    return found
