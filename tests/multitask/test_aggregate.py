@@ -163,7 +163,9 @@ def test_pcgrad_is_deterministic_by_seed_and_resolves_conflicts():
 @pytest.mark.tensorflow_only
 def test_solvers_stop_at_convergence_or_at_max_iter():
     # a converged solver gives the same weights however many more steps it may take
-    for method in ("mgda", "upgrad", "cagrad", "nash_mtl"):
+    # (eagerly: quicker than tracing a graph each; CAGrad, whose eager solve takes
+    # seconds, is held to its reference in the compiled test above)
+    for method in ("mgda", "upgrad", "nash_mtl"):
         np.testing.assert_allclose(
             to_np(compiled_aggregate(method, fn=aggregation_weights, compiled=False)),
             to_np(
