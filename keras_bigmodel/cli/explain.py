@@ -90,6 +90,7 @@ def run_explain(args, out) -> None:
         explained_model = image_preprocessing.network_view(model)
     else:
         inputs = view.model_inputs(dataset.take(chosen))
+    raw_rows = inputs
     standardized = tabular.standardized_view(model)
     if standardized is not None:  # explain standardized rows: scale-free attributions
         explained_model, scale, offset = standardized
@@ -97,6 +98,13 @@ def run_explain(args, out) -> None:
     if getattr(args, "evaluate", False):
         _evaluate(explained_model, inputs, output, loaded, dataset, len(chosen), args.out, out)
         return
+    groups = None
+    encoded = tabular.encoded_view(model) if standardized is not None else None
+    if encoded is not None and args.method in ("auto", *GROUPED_METHODS):
+        # seen from its encoding, a table's categorical columns get gradients too; each
+        # column's encoded values add up to its bar
+        explained_model, encode, groups = encoded
+        inputs = encode(raw_rows)
     say(
         out,
         f"explaining {len(chosen)} examples"
@@ -113,6 +121,7 @@ def run_explain(args, out) -> None:
             method=args.method,
             output=output,
             model_name=loaded.name,
+            feature_groups=groups,
         )
     kinds = ", ".join(f"{k} '{n}'" for n, k in result["inputs"].items())
     say(
@@ -128,6 +137,11 @@ def run_explain(args, out) -> None:
                 shown = f"{names[task][labels[chosen[i]]]}->{shown}"
             pairs.append(shown)
         say(out, ("true->predicted: " if labels is not None else "predicted: ") + ", ".join(pairs))
+
+
+# Methods of signed attributions, which add up per column (kbm.explain.explain's
+# feature_groups); the others explain standardized rows.
+GROUPED_METHODS = ("integrated_gradients", "input_x_gradient", "gradient_shap", "deeplift")
 
 
 def _evaluate(model, inputs, output, loaded, dataset, count, path, out) -> None:

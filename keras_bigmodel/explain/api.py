@@ -62,6 +62,7 @@ def explain(
     smooth_samples: int = 20,
     seed: int = 0,
     ncols: int | None = None,
+    feature_groups: Sequence[Sequence[int]] | None = None,
 ) -> dict[str, Any]:
     """Explains a model's predictions on a few examples and writes one readable PNG.
 
@@ -104,6 +105,13 @@ def explain(
         smooth_samples: SmoothGrad's noisy copies (GradientSHAP's draws).
         seed: SmoothGrad's (GradientSHAP's) noise seed.
         ncols: Examples per row of the figure (default: 4, or 2 for two-part panels).
+        feature_groups: For a model with one vector input: the input positions that
+            make up each feature shown, e.g. a table column encoded over several
+            values (`kbm.data.tabular.encoded_view` gives them). Each group's signed
+            attributions are summed into one bar (integrated gradients' shares of
+            `f(x) - f(baseline)` add up per column). Needs a method of signed
+            attributions: `"integrated_gradients"` (the default for a vector input),
+            `"input_x_gradient"`, `"gradient_shap"`, `"deeplift"` or `"occlusion"`.
 
     Returns:
         A dict: `path`, `method` (the one used), `model`, `output`, `inputs` (name ->
@@ -115,7 +123,8 @@ def explain(
     Raises:
         ValueError: an unknown `method`, a method the model cannot use (no convolution,
             no `AttentionLayer`), labels or class names that do not fit, more than 32
-            examples, inputs the model does not take, or a path that is not a `.png`.
+            examples, inputs the model does not take, a path that is not a `.png`, or
+            `feature_groups` that do not fit the input or the method.
         TypeError: `model` is not a `keras.Model` or `path` is not a path.
 
     Example:
@@ -168,6 +177,7 @@ def explain(
 
     if method == "auto":
         method = _auto(model, view, kinds)
+    groups = _check_groups(feature_groups, view, kinds, method)
     common = {
         "labels": labels,
         "predicted": predicted,
@@ -215,10 +225,15 @@ def explain(
         maps = gradcam(model, feed, explained, layer=layer, output=output, method=method)
     elif method in _RAW_METHODS:
         maps = attribution_map(
-            _raw(method, model, feed, explained, output, steps, smooth_samples, seed)
+            _grouped(
+                _raw(method, model, feed, explained, output, steps, smooth_samples, seed),
+                groups,
+            )
         )
     elif method == "occlusion" and len(view.input_names) == 1:
-        maps = attribution_map(attributions(model, feed, explained, "occlusion", output))
+        maps = attribution_map(
+            _grouped(attributions(model, feed, explained, "occlusion", output), groups)
+        )
     elif method == "occlusion":  # one map per float input, each occluded alone
         maps = {
             name: attribution_map(attributions(model, feed, explained, method, output, input=name))
@@ -252,7 +267,8 @@ def explain(
                 figures.panel(
                     kind,
                     heat,
-                    arrays[j][i],
+                    # grouped bars have no one input value each to mark
+                    arrays[j][i] if groups is None else None,
                     name=input_name if len(by_name) > 1 else None,
                 )
             )
@@ -266,6 +282,53 @@ def explain(
     figures._write_png(fig, path)
     result["maps"] = maps
     return result
+
+
+def _check_groups(groups, view: ModelView, kinds: list[str], method: str):
+    """`feature_groups` as lists of positions, or None; checked against the input."""
+    if groups is None:
+        return None
+    if len(kinds) != 1 or kinds[0] != "tabular":
+        raise ValueError(
+            f"`feature_groups` is for a model with one vector input; '{view.model.name}' "
+            f"takes {dict(zip(view.input_names, kinds))}"
+        )
+    signed = (*_RAW_METHODS, "occlusion")
+    if method not in signed:
+        raise ValueError(
+            f"`feature_groups` sums signed attributions; method {method!r} gives none. "
+            f"Use one of {list(signed)}"
+        )
+    width = view.input_shapes[0][-1]
+    try:
+        checked = [list(group) for group in groups]
+    except TypeError:
+        checked = None
+    if (
+        not checked
+        or any(not group for group in checked)
+        or any(
+            isinstance(i, bool) or not isinstance(i, numbers.Integral)
+            for group in checked
+            for i in group
+        )
+        or sorted(int(i) for group in checked for i in group) != list(range(width))
+    ):
+        raise ValueError(
+            f"`feature_groups` must split the input's {width} positions into non-empty "
+            f"groups of integers, each position in exactly one. Received: "
+            f"feature_groups={shown(groups)}"
+        )
+    checked = [[int(i) for i in group] for group in checked]
+    return checked
+
+
+def _grouped(attributions, groups):
+    """Signed attributions summed per group (a no-op without groups)."""
+    if groups is None:
+        return attributions
+    a = np.asarray(attributions)
+    return np.stack([a[:, group].sum(axis=1) for group in groups], axis=1)
 
 
 def _raw(method, model, feed, explained, output, steps, samples, seed):

@@ -232,7 +232,12 @@ class _VectorPanel(_Panel):
     bars labelled by column name inside `feature_names(...)`."""
 
     kind = "tabular"
-    note = "bars: the map per feature; grey marks: the input's values, scaled to [0, 1]"
+
+    @property
+    def note(self) -> str:
+        if self.data is None:  # e.g. a table's columns summed over their encoded values
+            return "bars: the map per feature"
+        return "bars: the map per feature; grey marks: the input's values, scaled to [0, 1]"
 
     def widths(self):
         names = self.names()
