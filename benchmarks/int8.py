@@ -237,7 +237,7 @@ def _compression(quick: bool, tmp: str) -> dict:
         kbm.save_model(copy_model(model)[0], os.path.join(tmp, "float.keras"))
     )
     result = {"float_accuracy": accuracy(model), "float_file_bytes": float_file}
-    tune = 4 if quick else 10
+    tune = 4 if quick else 20
     for label, structure in (("prune 80%", None), ("prune 2:4", "2:4")):
         pruned = kbm.compress.prune(model, sparsity=0.8, structure=structure)
         pruned.fit(
