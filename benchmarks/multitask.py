@@ -196,6 +196,8 @@ def quality(quick: bool, seeds):
     results = {}
     chosen = {}  # (problem, task or "ew") -> the learning rate picked on the first seed
 
+    batch = 64 if quick else 128
+
     def tuned(key, data, tasks, seed):
         """(lr, (val, test)): over the grid on the first seed, at its pick afterwards."""
         grid = (chosen[key],) if key in chosen else lrs
@@ -206,7 +208,6 @@ def quality(quick: bool, seeds):
 
     for seed in seeds:
         for name, (data, tasks) in problems(quick, seed).items():
-            batch = 64 if quick else 128
             # single-task baselines, each with its own tuned learning rate
             base = {}
             for t in tasks:

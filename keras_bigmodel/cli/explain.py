@@ -26,6 +26,7 @@ from keras_bigmodel.cli._common import (
 )
 from keras_bigmodel.data import image_preprocessing, tabular
 from keras_bigmodel.explain import figures
+from keras_bigmodel.explain.api import SIGNED_METHODS
 
 __all__ = ["MAX_SAMPLES", "pick_examples", "run_explain"]
 
@@ -90,21 +91,23 @@ def run_explain(args, out) -> None:
         explained_model = image_preprocessing.network_view(model)
     else:
         inputs = view.model_inputs(dataset.take(chosen))
-    raw_rows = inputs
-    standardized = tabular.standardized_view(model)
-    if standardized is not None:  # explain standardized rows: scale-free attributions
-        explained_model, scale, offset = standardized
-        inputs = (np.asarray(inputs, "float32") - offset) / scale
-    if getattr(args, "evaluate", False):
-        _evaluate(explained_model, inputs, output, loaded, dataset, len(chosen), args.out, out)
-        return
+    evaluate = getattr(args, "evaluate", False)
     groups = None
-    encoded = tabular.encoded_view(model) if standardized is not None else None
-    if encoded is not None and args.method in ("auto", *GROUPED_METHODS):
+    encoded = None
+    if not evaluate and args.method in ("auto", *SIGNED_METHODS):
+        encoded = tabular.encoded_view(model)
+    if encoded is not None:
         # seen from its encoding, a table's categorical columns get gradients too; each
         # column's encoded values add up to its bar
         explained_model, encode, groups = encoded
-        inputs = encode(raw_rows)
+        inputs = encode(inputs)
+    elif (standardized := tabular.standardized_view(model)) is not None:
+        # explain standardized rows: scale-free attributions
+        explained_model, scale, offset = standardized
+        inputs = (np.asarray(inputs, "float32") - offset) / scale
+    if evaluate:
+        _evaluate(explained_model, inputs, output, loaded, dataset, len(chosen), args.out, out)
+        return
     say(
         out,
         f"explaining {len(chosen)} examples"
@@ -137,11 +140,6 @@ def run_explain(args, out) -> None:
                 shown = f"{names[task][labels[chosen[i]]]}->{shown}"
             pairs.append(shown)
         say(out, ("true->predicted: " if labels is not None else "predicted: ") + ", ".join(pairs))
-
-
-# Methods of signed attributions, which add up per column (kbm.explain.explain's
-# feature_groups); the others explain standardized rows.
-GROUPED_METHODS = ("integrated_gradients", "input_x_gradient", "gradient_shap", "deeplift")
 
 
 def _evaluate(model, inputs, output, loaded, dataset, count, path, out) -> None:

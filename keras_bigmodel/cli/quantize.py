@@ -28,7 +28,6 @@ import numpy as np
 
 import keras_bigmodel as kbm
 import zoo
-from keras_bigmodel import _compat
 from keras_bigmodel.cli._common import (
     CommandError,
     keras_data,
@@ -38,6 +37,7 @@ from keras_bigmodel.cli._common import (
     view_for,
     write_data_record,
 )
+from keras_bigmodel.compress.export import raw_column_layers
 from keras_bigmodel.data import image_preprocessing
 from keras_bigmodel.models import provenance
 
@@ -202,9 +202,7 @@ def run_quantize(args, out) -> None:
                     )
                 # a table's raw columns cannot share the full-integer input scale
                 # (export_tflite refuses): int8 weights, float activations instead
-                tabular = any(
-                    getattr(layer, "takes_raw_columns", False) for layer in _compat.all_layers(work)
-                )
+                tabular = bool(raw_column_layers(work))
                 kbm.compress.export_tflite(
                     work,
                     target,

@@ -51,6 +51,16 @@ MAX_CALIBRATION_EXAMPLES = 512
 
 
 # ---------------------------------------------------------------------- helpers
+def raw_column_layers(model: keras.Model) -> list[str]:
+    """The names of the layers in `model` that read a table's raw columns (a
+    `TabularEncoding`): full-integer int8 cannot quantize their input on one scale."""
+    return [
+        layer.name
+        for layer in _compat.all_layers(model)
+        if getattr(layer, "takes_raw_columns", False)
+    ]
+
+
 def output_names(model: keras.Model) -> list[str]:
     """The model's output names in the order of `keras.tree.flatten(model.output)`:
     the sorted keys of a dict-output model, else `model.output_names`."""
@@ -248,11 +258,7 @@ def export_tflite(
     if quantization == "float16":
         options["target_spec"]["supported_types"] = [tf.float16]
     if quantization == "int8":
-        raw = [
-            layer.name
-            for layer in _compat.all_layers(model)
-            if getattr(layer, "takes_raw_columns", False)
-        ]
+        raw = raw_column_layers(model)
         if raw:
             raise ValueError(
                 f"quantization='int8' (full integer) would quantize the raw table columns "

@@ -194,6 +194,17 @@ def _image_input(config: dict, what: str) -> dict:
     return inputs[0]
 
 
+def _at_front_size(model: keras.Model, front, what: str) -> tuple[dict, dict, bool]:
+    """`(config, image input entry, changed)`: the model's config with its image input
+    at the front's (training) size; `changed` says whether the size was another."""
+    config = model.get_config()
+    entry = _image_input(config, what)
+    shape = entry["config"]["batch_shape"]
+    changed = tuple(shape[1:3]) != front.size
+    entry["config"]["batch_shape"] = [shape[0], *front.size, shape[3]]
+    return config, entry, changed
+
+
 def _rebuilt(model: keras.Model, config: dict) -> keras.Model:
     rebuilt = model.__class__.from_config(config)
     names = {layer.name for layer in rebuilt.layers}
@@ -283,13 +294,8 @@ def at_training_size(model: keras.Model) -> keras.Model:
     front = front_of(model)
     if front is None:
         return model
-    config = model.get_config()
-    entry = _image_input(config, "at_training_size")
-    shape = entry["config"]["batch_shape"]
-    if tuple(shape[1:3]) == front.size:
-        return model
-    entry["config"]["batch_shape"] = [shape[0], *front.size, shape[3]]
-    return _rebuilt(model, config)
+    config, _, resized = _at_front_size(model, front, "at_training_size")
+    return _rebuilt(model, config) if resized else model
 
 
 def network_view(model: keras.Model) -> keras.Model | None:
@@ -301,10 +307,7 @@ def network_view(model: keras.Model) -> keras.Model | None:
     front = front_of(model)
     if front is None:
         return None
-    config = model.get_config()
-    entry = _image_input(config, "network_view")
-    shape = entry["config"]["batch_shape"]
-    entry["config"]["batch_shape"] = [shape[0], *front.size, shape[3]]
+    config, entry, _ = _at_front_size(model, front, "network_view")
     config["layers"] = [
         _retarget(layer, front.name, entry["name"])
         for layer in config["layers"]

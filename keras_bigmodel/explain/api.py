@@ -24,7 +24,7 @@ from keras_bigmodel.explain.methods import (
     saliency,
 )
 
-__all__ = ["METHODS", "explain", "pick_method"]
+__all__ = ["METHODS", "SIGNED_METHODS", "explain", "pick_method"]
 
 METHODS = (
     "auto",
@@ -41,8 +41,9 @@ METHODS = (
     "scorecam",
     "attention",
 )
-# drawn as |attribution| summed over channels and scaled to [0, 1] (`attribution_map`)
-_RAW_METHODS = ("integrated_gradients", "input_x_gradient", "gradient_shap", "deeplift")
+# Methods of signed attributions (drawn as |attribution| summed over channels and scaled
+# to [0, 1] by `attribution_map`; summed per group with `feature_groups`).
+SIGNED_METHODS = ("integrated_gradients", "input_x_gradient", "gradient_shap", "deeplift")
 MAX_EXAMPLES = 32
 
 
@@ -223,7 +224,7 @@ def explain(
 
     if method in ("gradcam", "gradcam++", "layercam", "scorecam"):
         maps = gradcam(model, feed, explained, layer=layer, output=output, method=method)
-    elif method in _RAW_METHODS:
+    elif method in SIGNED_METHODS:
         maps = attribution_map(
             _grouped(
                 _raw(method, model, feed, explained, output, steps, smooth_samples, seed),
@@ -293,7 +294,7 @@ def _check_groups(groups, view: ModelView, kinds: list[str], method: str):
             f"`feature_groups` is for a model with one vector input; '{view.model.name}' "
             f"takes {dict(zip(view.input_names, kinds))}"
         )
-    signed = (*_RAW_METHODS, "occlusion")
+    signed = (*SIGNED_METHODS, "occlusion")
     if method not in signed:
         raise ValueError(
             f"`feature_groups` sums signed attributions; method {method!r} gives none. "
@@ -332,7 +333,7 @@ def _grouped(attributions, groups):
 
 
 def _raw(method, model, feed, explained, output, steps, samples, seed):
-    """The signed attributions of one of `_RAW_METHODS`, shaped like the inputs."""
+    """The signed attributions of one of `SIGNED_METHODS`, shaped like the inputs."""
     if method == "integrated_gradients":
         return integrated_gradients(model, feed, explained, output=output, steps=steps)
     if method == "input_x_gradient":
