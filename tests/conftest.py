@@ -44,7 +44,7 @@ _REASONS = {
     "backend_independent": "configs and weight counts, the same on every backend; run in "
     "the TensorFlow pass",
     "not_tensorflow": "check what another backend does; run in the JAX and PyTorch passes",
-    "torch_only": "compare with PyTorch libraries (captum) on PyTorch models; run in the "
+    "torch_only": "compare with PyTorch libraries (captum, Quantus) on PyTorch models; run in the "
     "PyTorch pass",
 }
 
