@@ -43,6 +43,9 @@ _REASONS = {
     "once": "start their own processes on every backend; run in the TensorFlow pass",
     "backend_independent": "configs and weight counts, the same on every backend; run in "
     "the TensorFlow pass",
+    "sampled": "contract clauses of a layer's further cases and a preset's variants (every "
+    "case in the TensorFlow pass; here each layer's first case and each preset's tiny "
+    "configuration, tests/harness.py)",
     "not_tensorflow": "check what another backend does; run in the JAX and PyTorch passes",
     "torch_only": "compare with PyTorch libraries (captum, Quantus) on PyTorch models; run in the "
     "PyTorch pass",
@@ -53,7 +56,7 @@ def _not_run_here(item) -> str | None:
     if BACKEND != "torch" and item.get_closest_marker("torch_only"):
         return "torch_only"
     if BACKEND != "tensorflow":
-        for marker in ("tensorflow_only", "once", "backend_independent"):
+        for marker in ("tensorflow_only", "once", "backend_independent", "sampled"):
             if item.get_closest_marker(marker):
                 return marker
     elif item.get_closest_marker("not_tensorflow"):
@@ -85,7 +88,8 @@ def pytest_collection_modifyitems(config, items):
     are tests that start their own processes on chosen backends and checks whose result
     cannot depend on the backend (both run once, in the TensorFlow pass); the checks of
     what the other backends do are deselected on TensorFlow. Tests that start processes
-    run first, so that the two xdist workers do not end on them."""
+    run first, then those marked `slow`, so that the two xdist workers do not end on a
+    long test while the other waits."""
     keep, drop = [], []
     for item in items:
         reason = _not_run_here(item)
@@ -98,7 +102,12 @@ def pytest_collection_modifyitems(config, items):
         config.hook.pytest_deselected(items=drop)
     if hasattr(config, "workeroutput"):  # an xdist worker: the controller prints the line
         config.workeroutput["not_run"] = dict(_NOT_RUN)
-    keep.sort(key=lambda item: item.get_closest_marker("once") is None)  # stable
+    keep.sort(  # stable: file order within each group
+        key=lambda item: (
+            item.get_closest_marker("once") is None,
+            item.get_closest_marker("slow") is None,
+        )
+    )
     items[:] = keep
 
 

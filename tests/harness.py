@@ -10,8 +10,8 @@ sample inputs. Each `check_*` below asserts one clause of the contract (CONTRIBU
   `kbm.load_model`, with identical outputs; `save_weights`/`load_weights` restore a
   scrambled model;
 - `training`: compiled with XLA (it must really be on, unless a Keras layer forbids
-  it) on JAX, and for layers on TensorFlow; the first compiled step computes the
-  loss the eager model gives, and a few steps lower it;
+  it) on JAX, and for each layer file's first case on TensorFlow; the first compiled
+  step computes the loss the eager model gives, and a few steps lower it;
 - `dtypes`: under mixed_float16 and bfloat16 every output and every sublayer
   computes in the policy's dtype, outputs stay close to float32, and the
   mixed_float16 model reloads with its policy on every sublayer;
@@ -28,9 +28,10 @@ Layer test files declare their cases and get the checks with
 `test_contract = layer_contract(CASES)` (from `harness`); preset cases come from the registry.
 
 Which clauses run where: `serialization` and `weights` are Python-level facts and run in
-the TensorFlow pass only (marked `backend_independent`); a preset's variants run every
-clause on TensorFlow and `saving` and `training` on JAX and PyTorch (see `applicable`).
-Everything else runs on every backend.
+the TensorFlow pass only (marked `backend_independent`); the TensorFlow pass runs every
+other clause on every case; JAX and PyTorch run `saving` and `training` on every case
+and the rest on a sample: each layer file's first case and each preset's tiny
+configuration (see `EVERY_CASE`).
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ class Case:
             must hold once built (layer cases; the check runs when
             `trainable_weights` is given).
         variant: For presets: a configuration beyond the preset's `tiny` one.
+        first: The first case of its layer test file (set by `layer_contract`): the
+            one that runs every clause on every backend (see `applicable`).
         prepare: For presets: makes `inputs`, `alt_inputs`, `targets` and `loss`
             from the built model on first use, so that collection builds nothing.
     """
@@ -94,6 +97,7 @@ class Case:
     non_trainable_weights: int = 0
     prepare: Callable[[], dict] | None = None
     variant: bool = False
+    first: bool = False
 
     def __repr__(self):
         return self.id
@@ -212,13 +216,14 @@ def check_training(case: Case, tmp_path) -> None:
     model = _with_trainable_stem(case) if case.layer_name else case.build()
     eager = model(case.inputs, training=True)
     targets = _targets(case, to_numpy(eager))
-    # XLA wherever it is cheap enough to prove for every case: JAX always compiles with
-    # XLA, and so do the layer cases on TensorFlow. TensorFlow's XLA compiler takes up
-    # to a minute per preset on 2 CPUs, so presets there train in graph mode, Keras's
-    # own default on a CPU (each preset's XLA path is the one JAX proves). On PyTorch,
-    # Keras's default is eager (torch.compile is opt-in).
+    # XLA wherever it is cheap enough to prove: JAX always compiles every case with XLA;
+    # on TensorFlow, each layer file's first case does (its further cases, and the
+    # presets, train in graph mode, Keras's own default on a CPU: TensorFlow's XLA
+    # compiler costs about a second per tiny layer model on 2 CPUs and up to a minute
+    # per preset, and every case's XLA path is the one JAX proves). On PyTorch, Keras's
+    # default is eager (torch.compile is opt-in).
     backend = keras.backend.backend()
-    jit = backend == "jax" or (backend == "tensorflow" and case.layer_name is not None)
+    jit = backend == "jax" or (backend == "tensorflow" and case.first)
     model.compile(
         optimizer=keras.optimizers.Adam(case.learning_rate), loss=case.loss, jit_compile=jit
     )
@@ -390,14 +395,9 @@ CHECKS = {
 
 
 def applicable(case: Case) -> list[str]:
-    """The checks that apply to a case (none is skipped at run time)."""
+    """The checks that apply to a case (none is skipped at run time); `parametrize`
+    marks those that run in the TensorFlow pass only (`SAMPLED`)."""
     names = ["serialization", "saving", "training", "dtypes", "variable_sizes"]
-    if case.variant and keras.backend.backend() != "tensorflow":
-        # A preset's variants (options beyond its tiny configuration) prove every clause
-        # in the TensorFlow pass; on JAX and PyTorch, where the layers inside have run
-        # every clause in their own cases, the variants prove what their options change
-        # with the backend's numerics: saving and training (test-time budget).
-        return ["saving", "training"]
     if case.quantizable:
         names.append("int8")
     if case.layer_name is not None and case.trainable_weights is not None:
@@ -410,23 +410,38 @@ def applicable(case: Case) -> list[str]:
 # Clauses about configs and weight counts: Python-level facts that no backend changes,
 # checked once, in the TensorFlow pass (tests/conftest.py).
 BACKEND_INDEPENDENT = ("serialization", "weights")
+# What every case proves on every backend: that it saves and reloads, and trains (with
+# XLA on JAX). The other clauses run on every case in the TensorFlow pass and, on JAX
+# and PyTorch, on a sample: each layer file's first case and each preset's tiny
+# configuration (marked `sampled`, deselected there with a summary line). A preset's
+# variants and a layer's further cases differ by options whose code is backend-neutral
+# Keras ops; JAX compiles every new shape of every eager op (about 40 ms each on 2
+# CPUs), which made these clauses a fifth of the JAX pass.
+EVERY_CASE = ("saving", "training")
+
+
+def _marks(case: Case, check: str) -> list:
+    if check in BACKEND_INDEPENDENT:
+        return [pytest.mark.backend_independent]
+    sample = case.first if case.layer_name is not None else not case.variant
+    if check not in EVERY_CASE and not sample:
+        return [pytest.mark.sampled]
+    return []
 
 
 def parametrize(cases: list[Case]) -> list:
     return [
-        pytest.param(
-            case,
-            check,
-            id=f"{case.id}-{check}",
-            marks=[pytest.mark.backend_independent] if check in BACKEND_INDEPENDENT else [],
-        )
+        pytest.param(case, check, id=f"{case.id}-{check}", marks=_marks(case, check))
         for case in cases
         for check in applicable(case)
     ]
 
 
 def layer_contract(cases: list[Case]):
-    """A parametrized test running every applicable check on every case."""
+    """A parametrized test running every applicable check on every case (the first
+    case is the file's sample, see `EVERY_CASE`)."""
+    if cases:
+        cases[0].first = True
 
     @pytest.mark.parametrize("case, check", parametrize(cases))
     def test_contract(case, check, tmp_path):

@@ -1,11 +1,14 @@
-"""A .keras file saved on any backend loads on the other two with equal predictions.
+"""What is saved or computed on one backend holds on the other two.
 
 One test, run once (it starts its own processes): TensorFlow (this process) saves
 tiny presets and variants that between them hold every layer of the package (an int8
-and a mixed_float16 preset among them) and a user's model built from the layers; a
-PyTorch and a JAX process, side by side, each load them, save their own and load the
-other's; this process loads JAX's and PyTorch's. Every direction between the three
-backends is covered.
+and a mixed_float16 preset among them) and a user's model built from the layers, and
+the explanation cases of tests/explain_maps.py; a PyTorch and a JAX process, side by
+side, each load TensorFlow's files, save their own and load the other's, then compute
+every explanation map; this process loads JAX's and PyTorch's files and computes the
+maps on TensorFlow meanwhile. Every direction between the three backends is covered,
+and the maps must agree with TensorFlow's within 1e-4. One process per backend does
+both jobs: each start costs an import of Keras and its backend.
 """
 
 import json
@@ -14,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 
+import explain_maps
 import keras
 import numpy as np
 import pytest
@@ -25,11 +29,13 @@ import zoo
 pytestmark = pytest.mark.once
 
 # One process per other backend, both at once: load TensorFlow's files, save this
-# backend's own, then wait for the other process's files and load them.
+# backend's own, then wait for the other process's files and load them; then the maps.
 STEP = textwrap.dedent("""
     import json, os, sys, time
     sys.path.insert(0, {tests!r})
     import keras
+    import numpy as np
+    import explain_maps
     import test_backends as t
     directory, other = sys.argv[1], sys.argv[2]
     diffs = {{"tensorflow": t.load_all(os.path.join(directory, "tensorflow"))}}
@@ -42,6 +48,8 @@ STEP = textwrap.dedent("""
             sys.exit(other + " saved nothing within 300 s")
         time.sleep(0.2)
     diffs[other] = t.load_all(os.path.join(directory, other))
+    maps = explain_maps.compute(os.path.join(directory, "explain"))
+    np.savez(os.path.join(directory, "explain", "maps-" + here + ".npz"), **maps)
     print("DIFFS" + json.dumps(diffs))
 """)
 
@@ -154,10 +162,15 @@ def _diffs(started):
     return json.loads(output.split("DIFFS", 1)[1])
 
 
-def test_files_cross_load_between_every_pair_of_backends(tmp_path):
+def test_files_and_explanations_agree_between_every_pair_of_backends(tmp_path):
     assert keras.backend.backend() == "tensorflow"
     save_all(str(tmp_path / "tensorflow"))
+    explain = tmp_path / "explain"
+    explain.mkdir()
+    explain_maps.save_cases(str(explain))
     torch, jax = _start("torch", tmp_path, "jax"), _start("jax", tmp_path, "torch")
+    expected_maps = explain_maps.compute(str(explain))  # TensorFlow's, meanwhile
+    assert len(expected_maps) >= 20
     on_torch, on_jax = _diffs(torch), _diffs(jax)
     diffs = {
         ("tensorflow", "torch"): on_torch["tensorflow"],
@@ -173,3 +186,10 @@ def test_files_cross_load_between_every_pair_of_backends(tmp_path):
         assert set(found) == expected, (saved_on, loaded_on, sorted(found))
         bad = {k: v for k, v in found.items() if not v <= tolerance.get(k, 1e-5)}
         assert not bad, f"saved on {saved_on}, loaded on {loaded_on}: {bad}"
+    for backend in ("jax", "torch"):
+        with np.load(explain / f"maps-{backend}.npz") as found:
+            assert sorted(found.files) == sorted(expected_maps)
+            for key, array in expected_maps.items():
+                np.testing.assert_allclose(
+                    found[key], array, atol=1e-4, err_msg=f"{backend}: {key}"
+                )

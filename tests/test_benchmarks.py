@@ -17,6 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REFERENCE = os.path.join(ROOT, "benchmarks", "reference-run.json")
 
 
+@pytest.mark.slow
 @pytest.mark.tensorflow_only
 def test_quick_attention_benchmark_runs_and_reports(tmp_path, capsys):
     out = tmp_path / "b.json"

@@ -23,6 +23,7 @@ BACKEND = keras.backend.backend()
 JAX_ONNX_PRESETS = ("attention_rnn", "cnn", "crossmodal", "ple", "tabular")
 
 
+@pytest.mark.slow
 def test_onnx_matches_keras_for_every_preset(tmp_path):
     names = JAX_ONNX_PRESETS if BACKEND == "jax" else zoo.list_presets()
     for name in names:

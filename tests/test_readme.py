@@ -104,6 +104,7 @@ def test_the_groups_hold_every_page_once():
     assert pages == ["README.md", *PAGES]
 
 
+@pytest.mark.slow
 @pytest.mark.tensorflow_only
 @pytest.mark.parametrize("group", list(GROUPS))
 def test_every_python_example_runs(group, tmp_path):

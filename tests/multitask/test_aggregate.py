@@ -78,6 +78,7 @@ OPTIONS = {
 }
 
 
+@pytest.mark.slow
 def test_every_method_equals_its_reference_within_1e_5():
     assert sorted(REFERENCES) == sorted(kbm.multitask.METHODS)
     errors = {}
