@@ -175,3 +175,47 @@ def test_runtime_model_stands_in_for_the_keras_model(tmp_path):
     (directory / "runtime.json").write_text(json.dumps(record))
     with pytest.raises(kbm.ModelFileError, match="names the inputs"):
         kbm.compress.load_runtime_model(path)
+
+
+def test_int8_onnx_of_a_recurrent_model_quantizes_its_products_and_keeps_the_gates_float(
+    tmp_path,
+):
+    """The cell's gates and state stay float (their int8 rounding would add up over the
+    unrolled steps); every matrix product still runs in int8."""
+    import onnx
+
+    keras.utils.set_random_seed(0)
+    steps = keras.Input((6, 4), name="steps")
+    model = keras.Model(
+        steps,
+        keras.layers.Dense(3, activation="softmax")(keras.layers.LSTM(8)(steps)),
+    )
+    x = np.random.default_rng(0).normal(size=(32, 6, 4)).astype("float32")
+    path = kbm.compress.export_onnx(
+        model, tmp_path / "lstm.onnx", quantization="int8", calibration_data=x
+    )
+    graph = onnx.load(path).graph
+    producers = {o: n for n in graph.node for o in n.output}
+    readers: dict[str, set] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, set()).add(node.op_type)
+    gates = {"Sigmoid", "Tanh", "Mul", "Add"}
+    assert gates <= {n.op_type for n in graph.node}
+    products = {"Conv", "Gemm", "MatMul"}
+    quantized_products = 0
+    for q in (n for n in graph.node if n.op_type == "QuantizeLinear"):
+        source = producers.get(q.input[0])
+        dq = next(
+            n for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in q.output
+        )
+        users = readers.get(dq.output[0], set())
+        quantized_products += bool(users & products)
+        # a gate's output (the state, the hidden vector) is rounded to int8 only where a
+        # matrix product reads it; with every operator quantized, each gate is
+        if source is not None and source.op_type in gates:
+            assert users <= products, (source.op_type, users)
+    assert quantized_products, "no matrix product reads int8 tensors"
+    assert kbm.compress.op_coverage(path)["int8_share"] == 1.0
+    got = kbm.compress.open_runtime(path).predict(x, batch_size=16)
+    _close([got], keras_outputs(model, x), 0.03, "lstm int8")
