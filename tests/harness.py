@@ -77,7 +77,7 @@ class Case:
             `trainable_weights` is given).
         variant: For presets: a configuration beyond the preset's `tiny` one.
         first: The first case of its layer test file (set by `layer_contract`): the
-            one that runs every clause on every backend (see `applicable`).
+            one that runs every clause on every backend (see `EVERY_CASE`).
         prepare: For presets: makes `inputs`, `alt_inputs`, `targets` and `loss`
             from the built model on first use, so that collection builds nothing.
     """
@@ -395,8 +395,8 @@ CHECKS = {
 
 
 def applicable(case: Case) -> list[str]:
-    """The checks that apply to a case (none is skipped at run time); `parametrize`
-    marks those that run in the TensorFlow pass only (`SAMPLED`)."""
+    """The checks that apply to a case (none is skipped at run time); `_marks` marks
+    those that JAX and PyTorch run on a sample of the cases only (`EVERY_CASE`)."""
     names = ["serialization", "saving", "training", "dtypes", "variable_sizes"]
     if case.quantizable:
         names.append("int8")

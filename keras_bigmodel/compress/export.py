@@ -657,7 +657,7 @@ def export_onnx(
         # onnxruntime's static quantization leaves ONNX `LSTM` nodes float; unrolled,
         # the cell's products are matrix products it quantizes (and only those).
         unrolled = _unrolled(model)
-        model, recurrent = unrolled, unrolled is not model
+        recurrent, model = unrolled is not model, unrolled
     import onnx
 
     specs = keras.tree.map_structure(
